@@ -1,0 +1,130 @@
+"""Every difference between the legacy stack and the current one, in one place.
+
+Legacy: FastAPI 0.86 / Starlette 0.20 / Pydantic 1.10 / SQLAlchemy 1.4.
+Current: FastAPI 0.1xx / Starlette 1.x / Pydantic 2.x / SQLAlchemy 2.x.
+The rest of the package imports these names and never checks a version itself.
+"""
+import contextlib
+import inspect
+from typing import Any, AsyncIterator, Callable, Dict, Iterable, List
+
+import fastapi
+import pydantic
+import sqlalchemy
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
+
+PYDANTIC_V2 = pydantic.VERSION.startswith("2.")
+SQLALCHEMY_2 = not sqlalchemy.__version__.startswith("1.")
+# FastAPI 0.93 added `lifespan=`; Starlette 1.0 dropped `on_startup=`/`on_shutdown=`.
+FASTAPI_HAS_LIFESPAN = "lifespan" in inspect.signature(fastapi.FastAPI.__init__).parameters
+
+# --- Pydantic -------------------------------------------------------------------------------------
+
+if PYDANTIC_V2:
+
+    class OrmModel(pydantic.BaseModel):
+        """A response model read from ORM attributes."""
+
+        model_config = pydantic.ConfigDict(from_attributes=True)
+
+    def field_validator(*names: str) -> Callable[[Callable[..., Any]], Any]:
+        return pydantic.field_validator(*names)
+
+    def model_to_dict(model: pydantic.BaseModel) -> Dict[str, Any]:
+        return model.model_dump()
+
+else:
+
+    class OrmModel(pydantic.BaseModel):  # type: ignore[no-redef]
+        """A response model read from ORM attributes."""
+
+        class Config:
+            orm_mode = True
+
+    def field_validator(*names: str) -> Callable[[Callable[..., Any]], Any]:  # type: ignore[misc]
+        return pydantic.validator(*names, allow_reuse=True)
+
+    def model_to_dict(model: pydantic.BaseModel) -> Dict[str, Any]:  # type: ignore[misc]
+        return model.dict()
+
+
+def public_errors(errors: Iterable[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """Validation errors without the submitted values.
+
+    Pydantic 2 copies the offending input into every error (for a missing field: the whole body,
+    password included); Pydantic 1 does not. Both become {loc, msg, type}.
+    """
+    return [
+        {"loc": list(error.get("loc", ())), "msg": str(error.get("msg", "")), "type": str(error.get("type", ""))}
+        for error in errors
+    ]
+
+
+# --- SQLAlchemy -----------------------------------------------------------------------------------
+
+
+class ClosedSessionError(sa_exc.InvalidRequestError):
+    """The session was closed for good; using it again would check out an orphan connection."""
+
+
+class _FinalCloseSession(Session):
+    """SQLAlchemy 1.4's stand-in for 2.x's ``close_resets_only=False``.
+
+    Every statement and flush asks ``get_bind()`` for an engine before it checks out a
+    connection, so refusing there fails loudly without touching the pool.
+    """
+
+    _closed_for_good = False
+
+    def close(self) -> None:
+        super().close()
+        self._closed_for_good = True
+
+    def get_bind(self, *args: Any, **kwargs: Any) -> Any:
+        if self._closed_for_good:
+            raise ClosedSessionError(
+                "This Session has been closed for good and cannot be used again; "
+                "under the http-middleware strategy the session closes when call_next() returns, "
+                "before streamed bodies and background tasks run."
+            )
+        return super().get_bind(*args, **kwargs)
+
+
+def final_close_options() -> Dict[str, Any]:
+    """sessionmaker() options that make a closed Session refuse further use."""
+    if SQLALCHEMY_2:
+        return {"close_resets_only": False}
+    return {"class_": _FinalCloseSession}
+
+
+def driver_url(url: str) -> str:
+    """Point a PostgreSQL URL at a driver the installed SQLAlchemy has.
+
+    SQLAlchemy 1.4 has no psycopg 3 dialect, so ``postgresql+psycopg://`` becomes psycopg2 there.
+    """
+    parsed = make_url(url)
+    if not SQLALCHEMY_2 and parsed.drivername == "postgresql+psycopg":
+        parsed = parsed.set(drivername="postgresql+psycopg2")
+    return parsed.render_as_string(hide_password=False)
+
+
+# --- FastAPI / Starlette --------------------------------------------------------------------------
+
+
+def lifespan_kwargs(startup: Callable[[], None], shutdown: Callable[[], None]) -> Dict[str, Any]:
+    """FastAPI(...) keyword arguments that run `startup` and `shutdown` around serving."""
+    if FASTAPI_HAS_LIFESPAN:
+
+        @contextlib.asynccontextmanager
+        async def lifespan(app: fastapi.FastAPI) -> AsyncIterator[None]:
+            startup()
+            try:
+                yield
+            finally:
+                shutdown()
+
+        return {"lifespan": lifespan}
+    return {"on_startup": [startup], "on_shutdown": [shutdown]}
+

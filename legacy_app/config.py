@@ -1,0 +1,108 @@
+"""One Settings object, read from the environment in one place."""
+import os
+from dataclasses import dataclass, fields, replace
+from typing import Callable, Dict, Mapping, Optional, TypeVar
+
+ASGI_MIDDLEWARE = "asgi-middleware"
+HTTP_MIDDLEWARE = "http-middleware"
+YIELD_DEPENDENCY = "yield-dependency"
+STRATEGIES = (ASGI_MIDDLEWARE, HTTP_MIDDLEWARE, YIELD_DEPENDENCY)
+
+# OWASP Password Storage Cheat Sheet: argon2id with at least 19 MiB and 2 iterations.
+ARGON2_MIN_MEMORY_KIB = 19 * 1024
+ARGON2_MIN_TIME_COST = 2
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A setting has a value the service cannot start with."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = "sqlite:///./sql_app.db"
+    session_strategy: str = ASGI_MIDDLEWARE
+    pool_size: int = 5
+    max_overflow: int = 10
+    pool_timeout: float = 30.0
+    # argon2-cffi's default profile (RFC 9106 "low memory"): 64 MiB, 3 passes, 4 lanes.
+    argon2_time_cost: int = 3
+    argon2_memory_kib: int = 64 * 1024
+    argon2_parallelism: int = 4
+    create_schema: bool = True
+
+    def __post_init__(self) -> None:
+        if self.session_strategy not in STRATEGIES:
+            raise ConfigError(
+                f"SESSION_STRATEGY must be one of {', '.join(STRATEGIES)}; "
+                f"got {self.session_strategy!r}"
+            )
+        _require(self.pool_size >= 1, "DB_POOL_SIZE", "an integer >= 1", self.pool_size)
+        _require(self.max_overflow >= 0, "DB_MAX_OVERFLOW", "an integer >= 0", self.max_overflow)
+        _require(self.pool_timeout > 0, "DB_POOL_TIMEOUT", "a number of seconds > 0", self.pool_timeout)
+        _require(
+            self.argon2_time_cost >= ARGON2_MIN_TIME_COST,
+            "ARGON2_TIME_COST", f"an integer >= {ARGON2_MIN_TIME_COST}", self.argon2_time_cost,
+        )
+        _require(
+            self.argon2_memory_kib >= ARGON2_MIN_MEMORY_KIB,
+            "ARGON2_MEMORY_KIB", f"an integer >= {ARGON2_MIN_MEMORY_KIB}", self.argon2_memory_kib,
+        )
+        _require(self.argon2_parallelism >= 1, "ARGON2_PARALLELISM", "an integer >= 1", self.argon2_parallelism)
+        _require(bool(self.database_url), "DATABASE_URL", "a SQLAlchemy database URL", self.database_url)
+
+    @classmethod
+    def from_env(cls, environ: Optional[Mapping[str, str]] = None) -> "Settings":
+        environ = os.environ if environ is None else environ
+        values: Dict[str, object] = {}
+        for field in fields(cls):
+            variable = ENV_NAMES[field.name]
+            raw = environ.get(variable)
+            if raw is None or raw.strip() == "":
+                continue
+            parse = _PARSERS.get(field.type, str)
+            try:
+                values[field.name] = parse(raw.strip())
+            except ValueError:
+                raise ConfigError(f"{variable} must be {_DESCRIPTIONS[field.type]}; got {raw!r}") from None
+        return cls(**values)
+
+    def with_overrides(self, **changes: object) -> "Settings":
+        return replace(self, **changes)
+
+
+ENV_NAMES = {
+    "database_url": "DATABASE_URL",
+    "session_strategy": "SESSION_STRATEGY",
+    "pool_size": "DB_POOL_SIZE",
+    "max_overflow": "DB_MAX_OVERFLOW",
+    "pool_timeout": "DB_POOL_TIMEOUT",
+    "argon2_time_cost": "ARGON2_TIME_COST",
+    "argon2_memory_kib": "ARGON2_MEMORY_KIB",
+    "argon2_parallelism": "ARGON2_PARALLELISM",
+    "create_schema": "CREATE_SCHEMA",
+}
+
+
+def _parse_bool(raw: str) -> bool:
+    lowered = raw.lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(raw)
+
+
+_PARSERS: Dict[object, Callable[[str], object]] = {int: int, float: float, bool: _parse_bool, str: str}
+_DESCRIPTIONS = {
+    int: "an integer",
+    float: "a number",
+    bool: "one of true, false, 1, 0, yes, no, on, off",
+    str: "text",
+}
+
+
+def _require(ok: bool, variable: str, expected: str, got: object) -> None:
+    if not ok:
+        raise ConfigError(f"{variable} must be {expected}; got {got!r}")

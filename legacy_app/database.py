@@ -1,0 +1,92 @@
+"""Engine and session factory, with the per-dialect setup each database needs."""
+from typing import Any, Callable, Dict
+
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import QueuePool, StaticPool
+
+from . import compat
+from .config import Settings
+
+SessionFactory = Callable[[], Session]
+
+# Execution option a write transaction sets before its first statement (see begin_write).
+_WRITE_INTENT = "legacy_app_write"
+
+SQLITE_PRAGMAS = (
+    "foreign_keys=ON",  # off by default in SQLite, per connection
+    "journal_mode=WAL",  # readers do not block the writer, nor it them
+    "busy_timeout=5000",  # wait up to 5 s for the write lock instead of failing at once
+    "synchronous=NORMAL",  # safe with WAL: a power cut can lose the last commits, never corrupt
+)
+
+
+def create_engine_from(settings: Settings) -> Engine:
+    url = make_url(compat.driver_url(settings.database_url))
+    kwargs: Dict[str, Any] = {}
+    if url.get_backend_name() == "sqlite":
+        kwargs["connect_args"] = {"check_same_thread": False}
+        if url.database in (None, "", ":memory:"):
+            kwargs["poolclass"] = StaticPool  # one shared connection, or each sees its own empty DB
+        else:
+            kwargs.update(poolclass=QueuePool, **_pool_kwargs(settings))
+    else:
+        # pre-ping: a connection the server dropped (restart, failover) is replaced on checkout.
+        kwargs.update(pool_pre_ping=True, **_pool_kwargs(settings))
+        if url.get_backend_name() == "mysql":
+            kwargs["pool_recycle"] = 3600  # MariaDB drops connections idle for wait_timeout
+            url = url.update_query_dict({"charset": "utf8mb4"}) if "charset" not in url.query else url
+    engine = create_engine(url, **kwargs)
+    if url.get_backend_name() == "sqlite":
+        _configure_sqlite(engine)
+    return engine
+
+
+def make_session_factory(engine: Engine, *, final_close: bool = False) -> SessionFactory:
+    """sessionmaker for request sessions.
+
+    expire_on_commit=False: crud functions commit and then hand loaded objects to the response,
+    which must not trigger a new query (and connection) while serialising.
+    final_close: a closed session refuses further use instead of silently opening a new
+    transaction on a connection nobody returns (needed by the http-middleware strategy).
+    """
+    options: Dict[str, Any] = {"bind": engine, "autoflush": False, "expire_on_commit": False}
+    if final_close:
+        options.update(compat.final_close_options())
+    return sessionmaker(**options)
+
+
+def begin_write(db: Session) -> None:
+    """Start the session's transaction as a write transaction.
+
+    On SQLite this emits BEGIN IMMEDIATE, so a transaction that reads before it writes waits
+    for the write lock (busy_timeout) up front instead of failing with "database is locked"
+    when it tries to upgrade. Other databases ignore the option.
+    """
+    db.connection(execution_options={_WRITE_INTENT: True})
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy's "begin" event below issue BEGIN, rather than pysqlite deciding
+        # (pysqlite begins lazily before DML only, and never as IMMEDIATE).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        for pragma in SQLITE_PRAGMAS:
+            cursor.execute(f"PRAGMA {pragma}")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        immediate = connection.get_execution_options().get(_WRITE_INTENT, False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def _pool_kwargs(settings: Settings) -> Dict[str, Any]:
+    return {
+        "pool_size": settings.pool_size,
+        "max_overflow": settings.max_overflow,
+        "pool_timeout": settings.pool_timeout,
+    }

@@ -1,0 +1,16 @@
+"""Route dependencies, each named once and reused by every route.
+
+`db: Session = DbSession` rather than Annotated[...]: FastAPI 0.86 predates Annotated support.
+"""
+from argon2 import PasswordHasher
+from fastapi import Depends, Request
+
+from .sessions import get_db
+
+
+async def get_password_hasher(request: Request) -> PasswordHasher:
+    return request.app.state.password_hasher
+
+
+DbSession = Depends(get_db)
+Hasher = Depends(get_password_hasher)

@@ -1,0 +1,47 @@
+"""create_app(settings) builds the service; `app` is what uvicorn serves."""
+import sys
+from typing import Optional
+
+from fastapi import FastAPI
+
+from . import compat
+from .config import HTTP_MIDDLEWARE, ConfigError, Settings
+from .database import SessionFactory, create_engine_from, make_session_factory
+from .errors import install_error_handlers
+from .models import Base
+from .routers import health, items, users
+from .security import make_password_hasher
+from .sessions import install_session_strategy
+
+
+def create_app(settings: Optional[Settings] = None, *, session_factory: Optional[SessionFactory] = None) -> FastAPI:
+    """The API with the configured session strategy.
+
+    session_factory replaces the default sessionmaker for every strategy (tests pass one that
+    counts or fails); `app.dependency_overrides` cannot do that, as it does not reach middleware.
+    """
+    settings = settings or Settings.from_env()
+    engine = create_engine_from(settings)
+    if session_factory is None:
+        session_factory = make_session_factory(engine, final_close=settings.session_strategy == HTTP_MIDDLEWARE)
+
+    def startup() -> None:
+        if settings.create_schema:
+            Base.metadata.create_all(engine)
+
+    app = FastAPI(title="legacy_app", version="1.0.0", **compat.lifespan_kwargs(startup, engine.dispose))
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.password_hasher = make_password_hasher(settings)
+    install_session_strategy(app, settings.session_strategy, session_factory)
+    install_error_handlers(app)
+    app.include_router(users.router)
+    app.include_router(items.router)
+    app.include_router(health.router)
+    return app
+
+
+try:
+    app = create_app()
+except ConfigError as error:
+    sys.exit(f"legacy_app: configuration error: {error}")

@@ -1,0 +1,16 @@
+from typing import List
+
+from fastapi import APIRouter
+from sqlalchemy.orm import Session
+
+from .. import crud, schemas
+from ..deps import DbSession
+from .pagination import Limit, Skip
+
+router = APIRouter(prefix="/items", tags=["items"])
+
+
+@router.get("/", response_model=List[schemas.Item])
+def read_items(skip: int = Skip, limit: int = Limit, db: Session = DbSession):
+    """Items of all users, ordered by id."""
+    return crud.list_items(db, skip=skip, limit=limit)

@@ -1,0 +1,46 @@
+from typing import List
+
+from argon2 import PasswordHasher
+from fastapi import APIRouter, HTTPException
+from sqlalchemy.orm import Session
+
+from .. import crud, schemas
+from ..deps import DbSession, Hasher
+from .pagination import Limit, Skip, UserId
+
+router = APIRouter(prefix="/users", tags=["users"])
+
+NOT_FOUND = {404: {"description": "User not found"}}
+
+
+@router.post(
+    "/", response_model=schemas.User, responses={400: {"description": "Email already registered"}}
+)
+def create_user(user: schemas.UserCreate, db: Session = DbSession, hasher: PasswordHasher = Hasher):
+    """Register a user. Emails are compared case-insensitively and stored lower-cased."""
+    created = crud.create_user(db, email=user.email, hashed_password=hasher.hash(user.password))
+    if created is None:
+        raise HTTPException(status_code=400, detail="Email already registered")
+    return created
+
+
+@router.get("/", response_model=List[schemas.User])
+def read_users(skip: int = Skip, limit: int = Limit, db: Session = DbSession):
+    """Users with their items, ordered by id."""
+    return crud.list_users(db, skip=skip, limit=limit)
+
+
+@router.get("/{user_id}", response_model=schemas.User, responses=NOT_FOUND)
+def read_user(user_id: int = UserId, db: Session = DbSession):
+    user = crud.get_user(db, user_id=user_id)
+    if user is None:
+        raise HTTPException(status_code=404, detail="User not found")
+    return user
+
+
+@router.post("/{user_id}/items/", response_model=schemas.Item, responses=NOT_FOUND)
+def create_item_for_user(item: schemas.ItemCreate, user_id: int = UserId, db: Session = DbSession):
+    created = crud.create_user_item(db, user_id=user_id, title=item.title, description=item.description)
+    if created is None:
+        raise HTTPException(status_code=404, detail="User not found")
+    return created

@@ -1,0 +1,64 @@
+"""Request and response bodies: the tutorial's shapes.
+
+Input models carry every bound, and take strings only as strings (Pydantic 1 would turn
+12345 into "12345"); response models carry none, so a row that an older app
+stored (an empty title, an address today's validator rejects) is still served, not a 500.
+"""
+from typing import List, Optional
+
+from pydantic import BaseModel, EmailStr, Field, StrictStr
+
+from .compat import OrmModel, field_validator
+from .models import DESCRIPTION_MAX_LENGTH, TITLE_MAX_LENGTH
+
+PASSWORD_MAX_LENGTH = 1024  # argon2 takes any length; this bounds the work one request can ask for
+
+
+def _storable(value: Optional[str]) -> Optional[str]:
+    """Reject text no database can store: NUL (PostgreSQL refuses it) and lone surrogates (not UTF-8)."""
+    if value is None:
+        return value
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode text (no unpaired surrogates)") from None
+    return value
+
+
+class ItemCreate(BaseModel):
+    title: StrictStr = Field(..., min_length=1, max_length=TITLE_MAX_LENGTH)
+    description: Optional[StrictStr] = Field(None, max_length=DESCRIPTION_MAX_LENGTH)
+
+    @field_validator("title", "description")
+    def _text_is_storable(cls, value: Optional[str]) -> Optional[str]:
+        return _storable(value)
+
+
+class Item(OrmModel):
+    title: str
+    description: Optional[str] = None
+    id: int
+    owner_id: int
+
+
+class UserCreate(BaseModel):
+    email: EmailStr
+    password: StrictStr = Field(..., min_length=1, max_length=PASSWORD_MAX_LENGTH)
+
+    @field_validator("email")
+    def _email_is_case_insensitive(cls, value: str) -> str:
+        # Stored lower-cased: the unique index then compares addresses case-insensitively.
+        return value.lower()
+
+    @field_validator("password")
+    def _password_is_storable(cls, value: str) -> str:
+        return _storable(value)  # type: ignore[return-value]
+
+
+class User(OrmModel):
+    email: str
+    id: int
+    is_active: bool
+    items: List[Item] = []

@@ -1,0 +1,133 @@
+"""Fixtures: real databases (SQLite file, PostgreSQL, MariaDB), apps per strategy, live servers.
+
+PostgreSQL and MariaDB run when TEST_POSTGRES_URL / TEST_MARIADB_URL name a database the tests
+may empty; otherwise those cases are skipped with the reason shown by `pytest -rs`.
+"""
+import json
+import os
+from typing import Callable, Iterator
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+
+from legacy_app.config import STRATEGIES, Settings
+from legacy_app.database import create_engine_from
+from legacy_app.main import create_app
+from legacy_app.models import Base
+
+from .live_server import LiveServer
+
+SERVER_DATABASES = {"postgresql": "TEST_POSTGRES_URL", "mariadb": "TEST_MARIADB_URL"}
+DATABASES = ("sqlite",) + tuple(SERVER_DATABASES)
+
+# The OWASP floor: the cheapest parameters the service accepts, so tests stay fast.
+FAST_HASHING = {"argon2_time_cost": 2, "argon2_memory_kib": 19 * 1024, "argon2_parallelism": 1}
+
+
+def database_url_for(kind: str, tmp_path) -> str:
+    if kind == "sqlite":
+        return f"sqlite:///{tmp_path / 'test.db'}"
+    variable = SERVER_DATABASES[kind]
+    url = os.environ.get(variable)
+    if not url:
+        pytest.skip(f"{kind}: set {variable} to a database the tests may empty")
+    return url
+
+
+def reset_database(url: str) -> None:
+    """Empty the tables (or create them) so a test starts from nothing."""
+    engine = create_engine_from(Settings(database_url=url))
+    try:
+        Base.metadata.create_all(engine)
+        with engine.begin() as connection:
+            for table in reversed(Base.metadata.sorted_tables):
+                connection.execute(table.delete())
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(params=DATABASES)
+def database_url(request, tmp_path) -> str:
+    url = database_url_for(request.param, tmp_path)
+    if request.param != "sqlite":
+        reset_database(url)
+    return url
+
+
+@pytest.fixture(params=STRATEGIES)
+def strategy(request) -> str:
+    return request.param
+
+
+@pytest.fixture
+def settings(database_url: str, strategy: str) -> Settings:
+    return Settings(database_url=database_url, session_strategy=strategy, **FAST_HASHING)
+
+
+@pytest.fixture
+def app(settings: Settings) -> Iterator[FastAPI]:
+    application = create_app(settings)
+    yield application
+    application.state.engine.dispose()
+
+
+@pytest.fixture
+def client(app: FastAPI) -> Iterator[TestClient]:
+    with TestClient(app) as test_client:  # `with` runs startup: the schema is created
+        yield test_client
+
+
+@pytest.fixture
+def live_server_factory(tmp_path) -> Iterator[Callable[..., LiveServer]]:
+    servers = []
+
+    def start(**env: str) -> LiveServer:
+        server = LiveServer(env={**env_for_hashing(), **env}, log_path=tmp_path / f"server-{len(servers)}.log")
+        servers.append(server)
+        server.start()
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+def env_for_hashing() -> dict:
+    return {
+        "ARGON2_TIME_COST": str(FAST_HASHING["argon2_time_cost"]),
+        "ARGON2_MEMORY_KIB": str(FAST_HASHING["argon2_memory_kib"]),
+        "ARGON2_PARALLELISM": str(FAST_HASHING["argon2_parallelism"]),
+    }
+
+
+def dialect_of(url: str) -> str:
+    return make_url(url).get_backend_name()
+
+
+def count_rows(url: str, table: str) -> int:
+    engine = create_engine_from(Settings(database_url=url))
+    try:
+        with engine.connect() as connection:
+            return connection.execute(text(f"SELECT COUNT(*) FROM {table}")).scalar_one()
+    finally:
+        engine.dispose()
+
+
+def post_raw(client: TestClient, path: str, content: bytes, content_type: str):
+    """POST raw bytes: requests (Starlette 0.20's TestClient) takes data=, httpx2 takes content=."""
+    try:
+        import requests
+
+        if isinstance(client, requests.Session):
+            return client.post(path, data=content, headers={"content-type": content_type})
+    except ImportError:
+        pass
+    return client.post(path, content=content, headers={"content-type": content_type})
+
+
+def post_json(client: TestClient, path: str, body: object):
+    """POST JSON as the wire carries it: ASCII with \\u escapes, so lone surrogates can be sent too."""
+    return post_raw(client, path, json.dumps(body).encode("ascii"), "application/json")
