@@ -1,0 +1,69 @@
+"""Settings come from the environment; a bad value stops start-up naming the variable."""
+import subprocess
+import sys
+
+import pytest
+
+from legacy_app.config import STRATEGIES, ConfigError, Settings
+
+from .live_server import REPO_ROOT
+
+
+def test_defaults():
+    settings = Settings.from_env({})
+    assert settings.database_url == "sqlite:///./sql_app.db"
+    assert settings.session_strategy == "asgi-middleware"
+    assert (settings.pool_size, settings.max_overflow, settings.pool_timeout) == (5, 10, 30.0)
+
+
+def test_values_are_read_from_the_environment():
+    settings = Settings.from_env(
+        {
+            "DATABASE_URL": "postgresql+psycopg://u@h/db",
+            "SESSION_STRATEGY": "yield-dependency",
+            "DB_POOL_SIZE": "7",
+            "DB_MAX_OVERFLOW": "0",
+            "DB_POOL_TIMEOUT": "2.5",
+            "ARGON2_MEMORY_KIB": "32768",
+            "CREATE_SCHEMA": "false",
+        }
+    )
+    assert settings.database_url == "postgresql+psycopg://u@h/db"
+    assert settings.session_strategy == "yield-dependency"
+    assert (settings.pool_size, settings.max_overflow, settings.pool_timeout) == (7, 0, 2.5)
+    assert settings.argon2_memory_kib == 32768
+    assert settings.create_schema is False
+
+
+@pytest.mark.parametrize(
+    "environ, message",
+    [
+        ({"SESSION_STRATEGY": "middleware"}, "SESSION_STRATEGY must be one of " + ", ".join(STRATEGIES)),
+        ({"DB_POOL_SIZE": "five"}, "DB_POOL_SIZE must be an integer; got 'five'"),
+        ({"DB_POOL_SIZE": "0"}, "DB_POOL_SIZE must be an integer >= 1"),
+        ({"DB_MAX_OVERFLOW": "-1"}, "DB_MAX_OVERFLOW must be an integer >= 0"),
+        ({"DB_POOL_TIMEOUT": "soon"}, "DB_POOL_TIMEOUT must be a number"),
+        ({"DB_POOL_TIMEOUT": "0"}, "DB_POOL_TIMEOUT must be a number of seconds > 0"),
+        ({"ARGON2_MEMORY_KIB": "1024"}, "ARGON2_MEMORY_KIB must be an integer >= 19456"),
+        ({"ARGON2_TIME_COST": "1"}, "ARGON2_TIME_COST must be an integer >= 2"),
+        ({"CREATE_SCHEMA": "maybe"}, "CREATE_SCHEMA must be one of true, false"),
+    ],
+)
+def test_an_invalid_value_names_the_variable_and_what_is_allowed(environ, message):
+    with pytest.raises(ConfigError) as raised:
+        Settings.from_env(environ)
+    assert message in str(raised.value)
+
+
+def test_serving_with_an_invalid_strategy_exits_with_the_message_and_no_traceback():
+    result = subprocess.run(
+        [sys.executable, "-c", "import legacy_app.main"],
+        cwd=str(REPO_ROOT),
+        env={"SESSION_STRATEGY": "bogus", "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert "SESSION_STRATEGY must be one of asgi-middleware, http-middleware, yield-dependency" in result.stderr
+    assert "Traceback" not in result.stderr
