@@ -3,6 +3,7 @@ import sys
 from typing import Optional
 
 from fastapi import FastAPI
+from sqlalchemy.engine import Engine
 
 from . import compat
 from .config import HTTP_MIDDLEWARE, ConfigError, Settings
@@ -14,14 +15,20 @@ from .security import make_password_hasher
 from .sessions import install_session_strategy
 
 
-def create_app(settings: Optional[Settings] = None, *, session_factory: Optional[SessionFactory] = None) -> FastAPI:
+def create_app(
+    settings: Optional[Settings] = None,
+    *,
+    engine: Optional[Engine] = None,
+    session_factory: Optional[SessionFactory] = None,
+) -> FastAPI:
     """The API with the configured session strategy.
 
-    session_factory replaces the default sessionmaker for every strategy (tests pass one that
-    counts or fails); `app.dependency_overrides` cannot do that, as it does not reach middleware.
+    engine replaces the one built from settings.database_url; session_factory replaces the
+    default sessionmaker for every strategy (tests pass one that records or fails), which
+    `app.dependency_overrides` cannot do, as it does not reach middleware.
     """
     settings = settings or Settings.from_env()
-    engine = create_engine_from(settings)
+    engine = engine or create_engine_from(settings)
     if session_factory is None:
         session_factory = make_session_factory(engine, final_close=settings.session_strategy == HTTP_MIDDLEWARE)
 

@@ -1,0 +1,55 @@
+"""A minimal HTTP client on the standard library, which reports truncated bodies faithfully."""
+import http.client
+import json
+from dataclasses import dataclass
+from typing import Any, Optional
+
+
+@dataclass
+class Reply:
+    status: int
+    body: bytes
+    complete: bool  # the whole body arrived and the response ended cleanly
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class Client:
+    """One keep-alive connection to 127.0.0.1:port; reconnects after a failed exchange."""
+
+    def __init__(self, port: int, timeout: float = 60.0) -> None:
+        self.port = port
+        self.timeout = timeout
+        self._connection: Optional[http.client.HTTPConnection] = None
+
+    def request(self, method: str, path: str, body: Optional[bytes] = None) -> Reply:
+        headers = {"content-type": "application/json"} if body is not None else {}
+        reused = self._connection is not None
+        if self._connection is None:
+            self._connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.timeout)
+        try:
+            self._connection.request(method, path, body=body, headers=headers)
+            response = self._connection.getresponse()
+        except (OSError, http.client.HTTPException):
+            self.close()
+            if reused:  # the server closed an idle keep-alive connection (e.g. after a 500): once more
+                return self.request(method, path, body)
+            raise
+        try:
+            data = response.read()
+            complete = True
+        except http.client.IncompleteRead as partial:
+            data, complete = partial.partial, False
+            self.close()
+        except (OSError, http.client.HTTPException):
+            data, complete = b"", False
+            self.close()
+        if response.will_close:
+            self.close()
+        return Reply(response.status, data, complete)
+
+    def close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None

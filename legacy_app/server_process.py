@@ -1,0 +1,86 @@
+"""A uvicorn server in a subprocess, for measurements and tests that need a real server."""
+import http.client
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Dict, List, Optional
+
+PACKAGE_PARENT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class ServerProcess:
+    def __init__(
+        self,
+        app: str,
+        env: Dict[str, str],
+        log_path: Path,
+        extra_args: Optional[List[str]] = None,
+    ) -> None:
+        self.app = app
+        self.env = env
+        self.log_path = log_path
+        self.extra_args = extra_args or []
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process: Optional[subprocess.Popen] = None
+        self._log = None
+
+    def start(self, timeout: float = 30.0) -> "ServerProcess":
+        python_path = os.pathsep.join(filter(None, [str(PACKAGE_PARENT), os.environ.get("PYTHONPATH")]))
+        env = {**os.environ, **self.env, "PYTHONPATH": python_path}
+        self._log = open(self.log_path, "wb")
+        command = [sys.executable, "-m", "uvicorn", self.app, "--host", "127.0.0.1", "--port", str(self.port)]
+        self.process = subprocess.Popen(
+            command + self.extra_args, env=env, stdout=self._log, stderr=subprocess.STDOUT
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.log()}")
+            if self._answers_health():
+                return self
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"server did not answer /health within {timeout:.0f} s:\n{self.log()}")
+
+    def _answers_health(self) -> bool:
+        """Any HTTP answer means the server is up (a probe with a failing factory answers 500)."""
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=1)
+        try:
+            connection.request("GET", "/health")
+            connection.getresponse().read()
+            return True
+        except OSError:
+            return False
+        finally:
+            connection.close()
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def __enter__(self) -> "ServerProcess":
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()

@@ -1,0 +1,103 @@
+"""`python -m legacy_app compare`: its observers see what they report, and its findings hold."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from legacy_app.comparison import scenarios
+from legacy_app.comparison.runner import PROBE_APP, run_comparison
+from legacy_app.config import STRATEGIES
+from legacy_app.server_process import PACKAGE_PARENT, ServerProcess
+
+
+@pytest.fixture
+def asgi_probe(tmp_path):
+    env = {"DATABASE_URL": f"sqlite:///{tmp_path / 'probe.db'}", "SESSION_STRATEGY": "asgi-middleware"}
+    with ServerProcess(PROBE_APP, env=env, log_path=tmp_path / "probe.log") as server:
+        yield scenarios.Probe(server.port)
+
+
+def test_a_deliberate_leak_is_reported_as_a_leak(asgi_probe):
+    asgi_probe.reset()
+    asgi_probe.client.request("GET", "/probe/control/leak")
+    assert asgi_probe.settle()["checked_out"] == 1
+    assert scenarios.background_task(asgi_probe)["leaked_connections"] == 1  # still there, still counted
+
+
+def test_a_commit_before_the_error_is_reported_as_persisting(asgi_probe):
+    assert scenarios.error_persistence(asgi_probe, "/probe/control/commit-then-error") == {
+        "status": 500,
+        "rows_persisted": 1,
+    }
+    assert scenarios.error_persistence(asgi_probe, "/probe/error-after-flush")["rows_persisted"] == 0
+
+
+def test_a_close_before_the_response_is_reported_as_before(asgi_probe):
+    assert scenarios.close_timing(asgi_probe, "/probe/control/close-early")["closed_after_response"] is False
+    assert scenarios.close_timing(asgi_probe, "/users/")["closed_after_response"] is True
+
+
+def test_session_creation_and_checkouts_are_counted(asgi_probe):
+    assert scenarios.no_db_route(asgi_probe, "/probe/select1", requests=3) == {
+        "sessions_created": 1,
+        "connections_checked_out": 1,
+    }
+    assert scenarios.no_db_route(asgi_probe, "/health", requests=3) == {
+        "sessions_created": 1,
+        "connections_checked_out": 0,
+    }
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def comparison(request, tmp_path):
+    from .conftest import database_url_for, reset_database
+
+    url = None if request.param == "sqlite" else database_url_for(request.param, tmp_path)
+    if url:
+        reset_database(url)
+    return run_comparison(database_url=url, overhead_requests=20, pool_requests=10, log_dir=tmp_path)
+
+
+def test_measured_facts_on_the_installed_versions(comparison):
+    results = comparison["results"]
+    assert set(results) == set(STRATEGIES)
+    assert set(comparison["versions"]) == {"python", "fastapi", "starlette", "pydantic", "sqlalchemy", "anyio", "uvicorn"}
+    asgi, decorator, dependency = (results[name] for name in STRATEGIES)
+
+    # The decorator form closes before the body is sent; the pure-ASGI form after body and background tasks.
+    assert decorator["normal_request"]["closed_after_response"] is False
+    assert asgi["normal_request"]["closed_after_response"] is True
+    assert asgi["background_task"] == {
+        "status": 200, "session_usable": True, "leaked_connections": 0, "closed_after_late_use": True,
+    }
+    assert asgi["streaming_response"]["body_complete"] is True
+    # The hardened decorator form refuses late use instead of leaking a connection.
+    assert decorator["background_task"]["session_usable"] is False
+    assert decorator["streaming_response"]["session_usable"] is False
+    for by_scenario in results.values():
+        assert by_scenario["error_after_flush"] == {"status": 500, "rows_persisted": 0}
+        assert by_scenario["http_exception_after_flush"] == {"status": 409, "rows_persisted": 0}
+        assert by_scenario["background_task"]["leaked_connections"] == 0
+        assert by_scenario["streaming_response"]["leaked_connections"] == 0
+        assert by_scenario["no_db_route"]["connections_checked_out"] == 0
+        assert by_scenario["factory_failure"]["error_type"] == "FactoryFailure"
+        assert by_scenario["factory_failure"]["db_route_status"] == 500
+        assert sum(by_scenario["pool_exhaustion"]["status_counts"].values()) == 10
+        assert by_scenario["overhead"]["db_route_median_us"] > 0
+    assert dependency["no_db_route"]["sessions_created"] == 0
+    assert dependency["factory_failure"]["no_db_route_status"] == 200
+    assert asgi["factory_failure"]["no_db_route_status"] == 500
+
+
+def test_the_command_prints_one_json_document():
+    result = subprocess.run(
+        [sys.executable, "-m", "legacy_app", "compare", "--json", "--strategies", "asgi-middleware",
+         "--requests", "5", "--pool-requests", "4"],
+        cwd=str(PACKAGE_PARENT), capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert document["database"] == "sqlite"
+    assert set(document["results"]) == {"asgi-middleware"}
+    assert document["results"]["asgi-middleware"]["normal_request"]["closed_after_response"] is True
