@@ -1,10 +1,19 @@
-"""`python -m legacy_app <command>`: serve, compare."""
+"""`python -m legacy_app <command>`: serve, db, seed, compare."""
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import List, Optional
 
+from alembic.util import CommandError
+from sqlalchemy.exc import SQLAlchemyError
+
 from .config import STRATEGIES, ConfigError
+from .seeding.records import SeedFileError
+
+
+def _first_line(error: BaseException) -> str:
+    return str(getattr(error, "orig", None) or error).strip().splitlines()[0]
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -14,6 +23,61 @@ def serve(args: argparse.Namespace) -> int:
 
     Settings.from_env()  # a bad setting is one clear line, before uvicorn starts
     uvicorn.run("legacy_app.main:app", host=args.host, port=args.port, log_level=args.log_level)
+    return 0
+
+
+def db(args: argparse.Namespace) -> int:
+    from . import migrate
+    from .config import Settings
+    from .database import create_engine_from
+
+    engine = create_engine_from(Settings.from_env())
+    try:
+        if args.action == "upgrade":
+            note = migrate.upgrade(engine, args.revision)
+            print(note or f"database at {migrate.current_revision(engine) or 'base'}")
+        elif args.action == "downgrade":
+            migrate.downgrade(engine, args.revision)
+            print(f"database at {migrate.current_revision(engine) or 'base'}")
+        elif args.action == "stamp":
+            migrate.stamp(engine, args.revision)
+            print(f"database stamped at {migrate.current_revision(engine) or 'base'}")
+        elif args.action == "current":
+            print(migrate.current_revision(engine) or "none (no migration applied)")
+        elif args.action == "check":
+            differences = migrate.drift(engine)
+            if differences:
+                print("models and database differ:")
+                for difference in differences:
+                    print(f"  {difference}")
+                return 1
+            print("models and migrations match the database")
+    finally:
+        engine.dispose()
+    return 0
+
+
+def seed(args: argparse.Namespace) -> int:
+    from . import migrate
+    from .config import Settings
+    from .database import create_engine_from
+    from .security import make_password_hasher
+    from .seeding import bulk, records
+
+    settings = Settings.from_env()
+    if args.file:
+        users = records.load(args.file)
+        total = len(users)
+    else:
+        users = records.generated(args.users, args.items_per_user, args.password)
+        total = args.users
+    engine = create_engine_from(settings)
+    try:
+        migrate.upgrade(engine)
+        result = bulk.seed(engine, users, total, make_password_hasher(settings))
+    finally:
+        engine.dispose()
+    print(f"{engine.url.render_as_string(hide_password=True)}: {result.summary()}")
     return 0
 
 
@@ -31,6 +95,23 @@ def compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive(raw: str) -> int:
+    value = _not_negative(raw)
+    if value == 0:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _not_negative(raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {raw!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("must not be negative")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="legacy_app", description=__doc__)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -41,6 +122,31 @@ def build_parser() -> argparse.ArgumentParser:
     serve_parser.add_argument("--port", type=int, default=8000)
     serve_parser.add_argument("--log-level", default="info")
     serve_parser.set_defaults(run=serve)
+
+    db_parser = commands.add_parser("db", help="schema migrations on DATABASE_URL")
+    actions = db_parser.add_subparsers(dest="action", metavar="ACTION")
+    actions.required = True
+    upgrade_parser = actions.add_parser("upgrade", help="upgrade to a revision (default head); adopts tutorial databases")
+    upgrade_parser.add_argument("revision", nargs="?", default="head")
+    downgrade_parser = actions.add_parser("downgrade", help="downgrade to a revision (base: drop everything)")
+    downgrade_parser.add_argument("revision")
+    stamp_parser = actions.add_parser("stamp", help="record a revision as applied without running it")
+    stamp_parser.add_argument("revision")
+    actions.add_parser("current", help="print the applied revision")
+    actions.add_parser("check", help="exit 1 if the database differs from the models")
+    db_parser.set_defaults(run=db)
+
+    seed_parser = commands.add_parser(
+        "seed", help="bulk-load users and items straight into DATABASE_URL (idempotent)",
+        description="Bulk-load generated users and items, or those of a JSON/CSV file, into DATABASE_URL. "
+        "Existing users (by email) and items (by owner and title) are skipped.",
+    )
+    source = seed_parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--users", type=_positive, help="generate this many users (user<N>@seed.example.com)")
+    source.add_argument("--file", type=Path, help="a .json or .csv file (format: scripts/README.md)")
+    seed_parser.add_argument("--items-per-user", type=_not_negative, default=0, help="items per generated user")
+    seed_parser.add_argument("--password", default="seed-password", help="password of generated users")
+    seed_parser.set_defaults(run=seed)
 
     compare_parser = commands.add_parser(
         "compare",
@@ -66,5 +172,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     except ConfigError as error:
         print(f"legacy_app: configuration error: {error}", file=sys.stderr)
         return 2
+    except SeedFileError as error:
+        print(f"legacy_app seed: {error}", file=sys.stderr)
+        return 1
+    except CommandError as error:
+        print(f"legacy_app {args.command}: {error}", file=sys.stderr)
+        return 1
+    except SQLAlchemyError as error:
+        print(f"legacy_app {args.command}: database error: {_first_line(error)}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130

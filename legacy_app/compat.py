@@ -50,6 +50,13 @@ else:
         return model.dict()
 
 
+def query_pattern(pattern: str) -> Dict[str, str]:
+    """Query(...) keyword for a regular expression: `regex` before FastAPI 0.100, `pattern` after."""
+    if "pattern" in inspect.signature(fastapi.Query).parameters:
+        return {"pattern": pattern}
+    return {"regex": pattern}
+
+
 def public_errors(errors: Iterable[Dict[str, Any]]) -> List[Dict[str, Any]]:
     """Validation errors without the submitted values.
 

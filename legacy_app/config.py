@@ -30,7 +30,7 @@ class Settings:
     argon2_time_cost: int = 3
     argon2_memory_kib: int = 64 * 1024
     argon2_parallelism: int = 4
-    create_schema: bool = True
+    migrate_on_start: bool = True
 
     def __post_init__(self) -> None:
         if self.session_strategy not in STRATEGIES:
@@ -81,7 +81,7 @@ ENV_NAMES = {
     "argon2_time_cost": "ARGON2_TIME_COST",
     "argon2_memory_kib": "ARGON2_MEMORY_KIB",
     "argon2_parallelism": "ARGON2_PARALLELISM",
-    "create_schema": "CREATE_SCHEMA",
+    "migrate_on_start": "MIGRATE_ON_START",
 }
 
 

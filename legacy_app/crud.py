@@ -21,16 +21,11 @@ def get_user(db: Session, *, user_id: int) -> Optional[User]:
     return user
 
 
-def get_user_by_email(db: Session, *, email: str) -> Optional[User]:
-    query = select(User).options(selectinload(User.items)).where(User.email == email.lower())
-    user = db.execute(query).scalar_one_or_none()
-    db.commit()
-    return user
-
-
-def list_users(db: Session, *, skip: int, limit: int) -> List[User]:
+def list_users(db: Session, *, skip: int, limit: int, email: Optional[str] = None) -> List[User]:
     # Two queries whatever the page size: users, then all their items in one IN (...) query.
     query = select(User).options(selectinload(User.items)).order_by(User.id).offset(skip).limit(limit)
+    if email is not None:
+        query = query.where(User.email == email.lower())
     users = list(db.execute(query).scalars())
     db.commit()
     return users

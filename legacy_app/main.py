@@ -1,18 +1,20 @@
 """create_app(settings) builds the service; `app` is what uvicorn serves."""
+import logging
 import sys
 from typing import Optional
 
 from fastapi import FastAPI
 from sqlalchemy.engine import Engine
 
-from . import compat
+from . import compat, migrate
 from .config import HTTP_MIDDLEWARE, ConfigError, Settings
 from .database import SessionFactory, create_engine_from, make_session_factory
 from .errors import install_error_handlers
-from .models import Base
 from .routers import health, items, users
 from .security import make_password_hasher
 from .sessions import install_session_strategy
+
+logger = logging.getLogger("legacy_app")
 
 
 def create_app(
@@ -33,8 +35,10 @@ def create_app(
         session_factory = make_session_factory(engine, final_close=settings.session_strategy == HTTP_MIDDLEWARE)
 
     def startup() -> None:
-        if settings.create_schema:
-            Base.metadata.create_all(engine)
+        if settings.migrate_on_start:
+            note = migrate.upgrade(engine)
+            if note:
+                logger.warning("%s", note)
 
     app = FastAPI(title="legacy_app", version="1.0.0", **compat.lifespan_kwargs(startup, engine.dispose))
     app.state.settings = settings

@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
+from legacy_app import migrate
 from legacy_app.config import STRATEGIES, Settings
 from legacy_app.database import create_engine_from
 from legacy_app.main import create_app
@@ -37,11 +38,16 @@ def database_url_for(kind: str, tmp_path) -> str:
     return url
 
 
+_migrated = set()
+
+
 def reset_database(url: str) -> None:
-    """Empty the tables (or create them) so a test starts from nothing."""
+    """Migrate (once per run) and empty the tables, so a test starts from nothing."""
     engine = create_engine_from(Settings(database_url=url))
     try:
-        Base.metadata.create_all(engine)
+        if url not in _migrated:
+            migrate.upgrade(engine)
+            _migrated.add(url)
         with engine.begin() as connection:
             for table in reversed(Base.metadata.sorted_tables):
                 connection.execute(table.delete())

@@ -236,3 +236,16 @@ def test_listing_users_costs_a_constant_number_of_queries(client, app):
         client.post(f"/users/{user_id}/items/", json={"title": "t"})
     assert queries_for_list() == with_one_user
     assert with_one_user <= 3  # users, their items (one IN query), and SQLite's explicit BEGIN
+
+
+def test_users_can_be_filtered_by_email_in_any_case(client):
+    register(client, "first@example.com")
+    second = register(client, "second@example.com").json()
+    assert client.get("/users/", params={"email": "SECOND@example.com"}).json() == [second]
+    assert client.get("/users/", params={"email": "nobody@example.com"}).json() == []
+    assert len(client.get("/users/").json()) == 2  # without the filter: everyone, as before
+
+
+@pytest.mark.parametrize("email", ["", "x" * 321, "nul\u0000@example.com"])
+def test_an_unusable_email_filter_is_422(client, email):
+    assert client.get("/users/", params={"email": email}).status_code == 422

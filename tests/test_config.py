@@ -25,14 +25,14 @@ def test_values_are_read_from_the_environment():
             "DB_MAX_OVERFLOW": "0",
             "DB_POOL_TIMEOUT": "2.5",
             "ARGON2_MEMORY_KIB": "32768",
-            "CREATE_SCHEMA": "false",
+            "MIGRATE_ON_START": "false",
         }
     )
     assert settings.database_url == "postgresql+psycopg://u@h/db"
     assert settings.session_strategy == "yield-dependency"
     assert (settings.pool_size, settings.max_overflow, settings.pool_timeout) == (7, 0, 2.5)
     assert settings.argon2_memory_kib == 32768
-    assert settings.create_schema is False
+    assert settings.migrate_on_start is False
 
 
 @pytest.mark.parametrize(
@@ -46,7 +46,7 @@ def test_values_are_read_from_the_environment():
         ({"DB_POOL_TIMEOUT": "0"}, "DB_POOL_TIMEOUT must be a number of seconds > 0"),
         ({"ARGON2_MEMORY_KIB": "1024"}, "ARGON2_MEMORY_KIB must be an integer >= 19456"),
         ({"ARGON2_TIME_COST": "1"}, "ARGON2_TIME_COST must be an integer >= 2"),
-        ({"CREATE_SCHEMA": "maybe"}, "CREATE_SCHEMA must be one of true, false"),
+        ({"MIGRATE_ON_START": "maybe"}, "MIGRATE_ON_START must be one of true, false"),
     ],
 )
 def test_an_invalid_value_names_the_variable_and_what_is_allowed(environ, message):

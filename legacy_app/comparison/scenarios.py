@@ -8,7 +8,7 @@ import time
 from collections import Counter
 from typing import Any, Callable, Dict, List, Optional
 
-from .client import Client
+from ..http_client import Client
 
 Events = List[Dict[str, Any]]
 

@@ -5,7 +5,7 @@ from sqlalchemy.orm import Session
 
 from .. import crud, schemas
 from ..deps import DbSession
-from .pagination import Limit, Skip
+from .params import Limit, Skip
 
 router = APIRouter(prefix="/items", tags=["items"])
 

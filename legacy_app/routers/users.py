@@ -1,4 +1,4 @@
-from typing import List
+from typing import List, Optional
 
 from argon2 import PasswordHasher
 from fastapi import APIRouter, HTTPException
@@ -6,7 +6,7 @@ from sqlalchemy.orm import Session
 
 from .. import crud, schemas
 from ..deps import DbSession, Hasher
-from .pagination import Limit, Skip, UserId
+from .params import EmailFilter, Limit, Skip, UserId
 
 router = APIRouter(prefix="/users", tags=["users"])
 
@@ -25,9 +25,9 @@ def create_user(user: schemas.UserCreate, db: Session = DbSession, hasher: Passw
 
 
 @router.get("/", response_model=List[schemas.User])
-def read_users(skip: int = Skip, limit: int = Limit, db: Session = DbSession):
-    """Users with their items, ordered by id."""
-    return crud.list_users(db, skip=skip, limit=limit)
+def read_users(skip: int = Skip, limit: int = Limit, email: Optional[str] = EmailFilter, db: Session = DbSession):
+    """Users with their items, ordered by id; `email` narrows the list to that address (any case)."""
+    return crud.list_users(db, skip=skip, limit=limit, email=email)
 
 
 @router.get("/{user_id}", response_model=schemas.User, responses=NOT_FOUND)

@@ -16,9 +16,10 @@ class Reply:
 
 
 class Client:
-    """One keep-alive connection to 127.0.0.1:port; reconnects after a failed exchange."""
+    """One keep-alive connection to host:port; reconnects after a failed exchange."""
 
-    def __init__(self, port: int, timeout: float = 60.0) -> None:
+    def __init__(self, port: int, timeout: float = 60.0, host: str = "127.0.0.1") -> None:
+        self.host = host
         self.port = port
         self.timeout = timeout
         self._connection: Optional[http.client.HTTPConnection] = None
@@ -27,7 +28,7 @@ class Client:
         headers = {"content-type": "application/json"} if body is not None else {}
         reused = self._connection is not None
         if self._connection is None:
-            self._connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.timeout)
+            self._connection = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
         try:
             self._connection.request(method, path, body=body, headers=headers)
             response = self._connection.getresponse()

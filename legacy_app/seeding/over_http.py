@@ -1,0 +1,182 @@
+"""Seed a running server over its HTTP API: `scripts/seed.sh --url URL (--users N | --file FILE)`.
+
+Idempotent: a user is looked up by email (GET /users/?email=) before it is created, and an item
+is added only if its owner has no item with that title. Prints created / skipped / failed and
+exits 1 when anything failed, 2 when the server cannot be reached.
+"""
+import argparse
+import json
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+from urllib.parse import quote, urlsplit
+
+from tqdm import tqdm
+
+from ..http_client import Client
+from . import records
+from .records import SeedUser
+
+
+class Unreachable(Exception):
+    pass
+
+
+@dataclass
+class Tally:
+    counts: Dict[str, int] = field(default_factory=lambda: {
+        f"{kind}_{outcome}": 0 for kind in ("users", "items") for outcome in ("created", "skipped", "failed")
+    })
+    failures: List[str] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, key: str, failure: Optional[str] = None) -> None:
+        with self.lock:
+            self.counts[key] += 1
+            if failure:
+                self.failures.append(failure)
+
+    def summary(self) -> str:
+        c = self.counts
+        return (
+            f"users: {c['users_created']} created, {c['users_skipped']} skipped, {c['users_failed']} failed; "
+            f"items: {c['items_created']} created, {c['items_skipped']} skipped, {c['items_failed']} failed"
+        )
+
+    @property
+    def failed(self) -> bool:
+        return self.counts["users_failed"] + self.counts["items_failed"] > 0
+
+
+class Seeder:
+    def __init__(self, url: str, timeout: float) -> None:
+        parts = urlsplit(url if "://" in url else f"http://{url}")
+        if parts.scheme != "http" or not parts.hostname:
+            raise ValueError(f"--url must look like http://HOST:PORT, got {url!r}")
+        self.url = url
+        self.host = parts.hostname
+        self.port = parts.port or 80
+        self.prefix = parts.path.rstrip("/")
+        self.timeout = timeout
+        self.local = threading.local()
+
+    def client(self) -> Client:
+        if not hasattr(self.local, "client"):
+            self.local.client = Client(self.port, timeout=self.timeout, host=self.host)
+        return self.local.client
+
+    def call(self, method: str, path: str, body: Any = None):
+        payload = None if body is None else json.dumps(body).encode()
+        try:
+            return self.client().request(method, self.prefix + path, payload)
+        except OSError as error:
+            raise Unreachable(f"cannot reach {self.url}: {error}") from None
+
+    def check_reachable(self) -> None:
+        probe = Client(self.port, timeout=min(3.0, self.timeout), host=self.host)  # fail fast
+        try:
+            reply = probe.request("GET", self.prefix + "/health")
+        except OSError as error:
+            raise Unreachable(f"cannot reach {self.url}: {error}") from None
+        finally:
+            probe.close()
+        if reply.status != 200:
+            raise Unreachable(f"{self.url}/health answered {reply.status}; is this the legacy_app API?")
+
+    def seed_user(self, user: SeedUser, tally: Tally) -> None:
+        existing = self.find(user.email)
+        if existing is None:
+            reply = self.call("POST", "/users/", {"email": user.email, "password": user.password})
+            if reply.status == 200:
+                existing = reply.json()
+                tally.add("users_created")
+            elif reply.status == 400 and (existing := self.find(user.email)) is not None:
+                tally.add("users_skipped")  # registered meanwhile by someone else
+            else:
+                tally.add("users_failed", f"user {user.email}: HTTP {reply.status} {_detail(reply.body)}")
+                for _ in user.items:
+                    tally.add("items_failed")
+                return
+        else:
+            tally.add("users_skipped")
+        titles = {item["title"] for item in existing["items"]}
+        for item in user.items:
+            if item.title in titles:
+                tally.add("items_skipped")
+                continue
+            body = {"title": item.title, "description": item.description}
+            reply = self.call("POST", f"/users/{existing['id']}/items/", body)
+            if reply.status == 200:
+                titles.add(item.title)
+                tally.add("items_created")
+            else:
+                tally.add("items_failed", f"item {item.title!r} of {user.email}: HTTP {reply.status} {_detail(reply.body)}")
+
+    def find(self, email: str) -> Optional[Dict[str, Any]]:
+        reply = self.call("GET", f"/users/?email={quote(email)}")
+        if reply.status != 200:
+            raise Unreachable(f"{self.url}/users/?email= answered {reply.status}: {_detail(reply.body)}")
+        found = reply.json()
+        return found[0] if found else None
+
+
+def _detail(body: bytes) -> str:
+    try:
+        return json.dumps(json.loads(body).get("detail"))[:200]
+    except (ValueError, AttributeError):
+        return body[:200].decode(errors="replace")
+
+
+def run(url: str, users: List[SeedUser], concurrency: int, timeout: float) -> int:
+    seeder = Seeder(url, timeout)
+    seeder.check_reachable()
+    tally = Tally()
+    with tqdm(total=len(users), unit="users", disable=None, desc="seeding") as bar:
+
+        def one(user: SeedUser) -> None:
+            seeder.seed_user(user, tally)
+            bar.update(1)
+
+        with ThreadPoolExecutor(max_workers=concurrency) as pool:
+            for _ in pool.map(one, users):
+                pass
+    for failure in tally.failures[:20]:
+        print(f"failed: {failure}", file=sys.stderr)
+    if len(tally.failures) > 20:
+        print(f"... and {len(tally.failures) - 20} more failures", file=sys.stderr)
+    print(f"{url}: {tally.summary()}")
+    return 1 if tally.failed else 0
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="seed.sh", description=__doc__.splitlines()[0])
+    parser.add_argument("--url", required=True, help="base URL of the running server, e.g. http://127.0.0.1:8000")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--users", type=int, help="generate this many users (user<N>@seed.example.com)")
+    source.add_argument("--file", type=Path, help="a .json or .csv file (format: scripts/README.md)")
+    parser.add_argument("--items-per-user", type=int, default=0, help="items per generated user")
+    parser.add_argument("--password", default="seed-password", help="password of generated users")
+    parser.add_argument("--concurrency", type=int, default=4, help="requests in flight at once")
+    parser.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for one answer")
+    args = parser.parse_args(argv)
+    if (args.users is not None and args.users < 1) or args.items_per_user < 0 or args.concurrency < 1:
+        parser.error("--users and --concurrency must be at least 1, --items-per-user at least 0")
+    try:
+        if args.file:
+            users = records.load(args.file)
+        else:
+            users = list(records.generated(args.users, args.items_per_user, args.password))
+        return run(args.url, users, args.concurrency, args.timeout)
+    except records.SeedFileError as error:
+        print(f"seed: {error}", file=sys.stderr)
+        return 1
+    except (Unreachable, ValueError) as error:
+        print(f"seed: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,98 @@
+"""Alembic: migrations match the models, run on every database, and adopt tutorial-made databases."""
+import subprocess
+import sys
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import inspect, text
+
+from benchmarks.tutorial_app import models as tutorial_models
+from legacy_app import migrate
+from legacy_app.config import Settings
+from legacy_app.database import create_engine_from
+from legacy_app.main import create_app
+from legacy_app.models import Base
+
+from .conftest import FAST_HASHING
+from .live_server import REPO_ROOT
+
+
+def drop_everything(engine) -> None:
+    Base.metadata.drop_all(engine)
+    with engine.begin() as connection:
+        connection.execute(text("DROP TABLE IF EXISTS alembic_version"))
+
+
+@pytest.fixture
+def empty_engine(database_url):
+    engine = create_engine_from(Settings(database_url=database_url))
+    drop_everything(engine)
+    yield engine
+    drop_everything(engine)
+    migrate.upgrade(engine)  # leave shared test databases as the other tests expect them
+    engine.dispose()
+
+
+def test_migrations_build_exactly_the_models_and_downgrade_cleanly(empty_engine):
+    assert migrate.upgrade(empty_engine) is None
+    assert migrate.current_revision(empty_engine) == "0001"
+    assert migrate.drift(empty_engine) == []
+    migrate.downgrade(empty_engine, "base")
+    assert set(inspect(empty_engine).get_table_names()) <= {"alembic_version"}
+    migrate.upgrade(empty_engine)
+    assert migrate.drift(empty_engine) == []
+
+
+def test_the_server_migrates_an_empty_database_on_start(empty_engine, database_url):
+    app = create_app(Settings(database_url=database_url, **FAST_HASHING))
+    with TestClient(app) as client:
+        assert client.post("/users/", json={"email": "a@example.com", "password": "pw"}).status_code == 200
+    assert migrate.current_revision(empty_engine) == "0001"
+    app.state.engine.dispose()
+
+
+def test_migrate_on_start_can_be_turned_off(empty_engine, database_url):
+    app = create_app(Settings(database_url=database_url, migrate_on_start=False, **FAST_HASHING))
+    with TestClient(app):
+        pass
+    assert "users" not in inspect(empty_engine).get_table_names()
+    app.state.engine.dispose()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
+def test_a_database_created_by_the_tutorial_app_is_adopted_with_its_data(empty_engine, database_url):
+    if empty_engine.dialect.name == "mysql":
+        pytest.skip("the tutorial's schema (VARCHAR without length) cannot be created on MariaDB")
+    tutorial_models.Base.metadata.create_all(empty_engine)  # exactly what the tutorial's main.py does
+    with empty_engine.begin() as connection:
+        connection.execute(text("INSERT INTO users (email, hashed_password, is_active) VALUES ('old@example.com', 'notreallyhashed', true)"))
+        connection.execute(text("INSERT INTO items (title, description, owner_id) SELECT 'old item', 'kept', id FROM users"))
+
+    app = create_app(Settings(database_url=database_url, **FAST_HASHING))
+    with TestClient(app) as client:
+        users = client.get("/users/").json()
+        assert [(u["email"], [i["title"] for i in u["items"]]) for u in users] == [("old@example.com", ["old item"])]
+        assert client.post("/users/", json={"email": "new@example.com", "password": "pw"}).status_code == 200
+        assert client.post("/users/", json={"email": "OLD@example.com", "password": "pw"}).status_code == 400
+    assert migrate.current_revision(empty_engine) == "0001"
+    app.state.engine.dispose()
+
+
+def test_the_db_command(tmp_path):
+    env = {"DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}", "PATH": "/usr/bin:/bin"}
+
+    def db(*args):
+        return subprocess.run([sys.executable, "-m", "legacy_app", "db", *args], cwd=str(REPO_ROOT), env=env,
+                              capture_output=True, text=True, timeout=120)
+
+    assert "none" in db("current").stdout
+    assert db("upgrade").returncode == 0
+    assert "0001" in db("current").stdout
+    check = db("check")
+    assert check.returncode == 0 and "models and migrations match" in check.stdout
+    assert db("downgrade", "base").returncode == 0
+    assert "none" in db("current").stdout
+    assert db("stamp", "0001").returncode == 0
+    assert "0001" in db("current").stdout
+    bad = db("upgrade", "nonexistent")
+    assert bad.returncode != 0 and "Traceback" not in bad.stderr and bad.stderr.strip().count("\n") == 0
