@@ -17,11 +17,29 @@ def _first_line(error: BaseException) -> str:
 
 
 def serve(args: argparse.Namespace) -> int:
+    """Check settings and database first (one clear line and exit 1 if either is wrong), then serve.
+
+    SIGTERM stops gracefully (in-flight requests finish) and the process exits 0: uvicorn re-raises
+    the signal after its shutdown, which a no-op handler turns into a normal return.
+    """
+    import signal
+
     import uvicorn
 
+    from . import migrate
     from .config import Settings
+    from .database import create_engine_from
 
-    Settings.from_env()  # a bad setting is one clear line, before uvicorn starts
+    settings = Settings.from_env()
+    if settings.migrate_on_start:
+        engine = create_engine_from(settings)
+        try:
+            note = migrate.upgrade(engine)
+        finally:
+            engine.dispose()
+        if note:
+            print(f"legacy_app: {note}", file=sys.stderr)
+    signal.signal(signal.SIGTERM, lambda *_: None)  # replaced by uvicorn while serving, restored after
     uvicorn.run("legacy_app.main:app", host=args.host, port=args.port, log_level=args.log_level)
     return 0
 

@@ -25,12 +25,13 @@ class Settings:
     session_strategy: str = ASGI_MIDDLEWARE
     pool_size: int = 5
     max_overflow: int = 10
-    pool_timeout: float = 30.0
+    pool_timeout: float = 10.0
     # argon2-cffi's default profile (RFC 9106 "low memory"): 64 MiB, 3 passes, 4 lanes.
     argon2_time_cost: int = 3
     argon2_memory_kib: int = 64 * 1024
     argon2_parallelism: int = 4
     migrate_on_start: bool = True
+    max_body_bytes: int = 64 * 1024  # the largest valid request is about 10 KB
 
     def __post_init__(self) -> None:
         if self.session_strategy not in STRATEGIES:
@@ -50,6 +51,7 @@ class Settings:
             "ARGON2_MEMORY_KIB", f"an integer >= {ARGON2_MIN_MEMORY_KIB}", self.argon2_memory_kib,
         )
         _require(self.argon2_parallelism >= 1, "ARGON2_PARALLELISM", "an integer >= 1", self.argon2_parallelism)
+        _require(self.max_body_bytes >= 1024, "MAX_BODY_BYTES", "an integer >= 1024", self.max_body_bytes)
         _require(bool(self.database_url), "DATABASE_URL", "a SQLAlchemy database URL", self.database_url)
 
     @classmethod
@@ -82,6 +84,7 @@ ENV_NAMES = {
     "argon2_memory_kib": "ARGON2_MEMORY_KIB",
     "argon2_parallelism": "ARGON2_PARALLELISM",
     "migrate_on_start": "MIGRATE_ON_START",
+    "max_body_bytes": "MAX_BODY_BYTES",
 }
 
 

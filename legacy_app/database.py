@@ -14,6 +14,8 @@ SessionFactory = Callable[[], Session]
 # Execution option a write transaction sets before its first statement (see begin_write).
 _WRITE_INTENT = "legacy_app_write"
 
+CONNECT_TIMEOUT_SECONDS = 5
+
 SQLITE_PRAGMAS = (
     "foreign_keys=ON",  # off by default in SQLite, per connection
     "journal_mode=WAL",  # readers do not block the writer, nor it them
@@ -32,8 +34,9 @@ def create_engine_from(settings: Settings) -> Engine:
         else:
             kwargs.update(poolclass=QueuePool, **_pool_kwargs(settings))
     else:
-        # pre-ping: a connection the server dropped (restart, failover) is replaced on checkout.
-        kwargs.update(pool_pre_ping=True, **_pool_kwargs(settings))
+        # pre-ping: a connection the server dropped (restart, failover) is replaced on checkout;
+        # connect_timeout: an unreachable server is a prompt error (503), not a hang.
+        kwargs.update(pool_pre_ping=True, connect_args={"connect_timeout": CONNECT_TIMEOUT_SECONDS}, **_pool_kwargs(settings))
         if url.get_backend_name() == "mysql":
             kwargs["pool_recycle"] = 3600  # MariaDB drops connections idle for wait_timeout
             url = url.update_query_dict({"charset": "utf8mb4"}) if "charset" not in url.query else url

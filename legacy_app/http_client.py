@@ -1,8 +1,8 @@
 """A minimal HTTP client on the standard library, which reports truncated bodies faithfully."""
 import http.client
 import json
-from dataclasses import dataclass
-from typing import Any, Optional
+from dataclasses import dataclass, field
+from typing import Any, Dict, Optional
 
 
 @dataclass
@@ -10,6 +10,7 @@ class Reply:
     status: int
     body: bytes
     complete: bool  # the whole body arrived and the response ended cleanly
+    headers: Dict[str, str] = field(default_factory=dict)  # names lower-cased
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -48,7 +49,8 @@ class Client:
             self.close()
         if response.will_close:
             self.close()
-        return Reply(response.status, data, complete)
+        headers = {name.lower(): value for name, value in response.getheaders()}
+        return Reply(response.status, data, complete, headers)
 
     def close(self) -> None:
         if self._connection is not None:

@@ -9,7 +9,8 @@ from sqlalchemy.engine import Engine
 from . import compat, migrate
 from .config import HTTP_MIDDLEWARE, ConfigError, Settings
 from .database import SessionFactory, create_engine_from, make_session_factory
-from .errors import install_error_handlers
+from .errors import COMMON_RESPONSES, install_error_handlers
+from .http_guards import HttpGuards
 from .routers import health, items, users
 from .security import make_password_hasher
 from .sessions import install_session_strategy
@@ -46,9 +47,10 @@ def create_app(
     app.state.password_hasher = make_password_hasher(settings)
     install_session_strategy(app, settings.session_strategy, session_factory)
     install_error_handlers(app)
-    app.include_router(users.router)
-    app.include_router(items.router)
-    app.include_router(health.router)
+    app.add_middleware(HttpGuards, max_body_bytes=settings.max_body_bytes)  # outermost: sees every response
+    app.include_router(users.router, responses=COMMON_RESPONSES)
+    app.include_router(items.router, responses=COMMON_RESPONSES)
+    app.include_router(health.router, responses=COMMON_RESPONSES)
     return app
 
 

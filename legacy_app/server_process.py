@@ -18,6 +18,8 @@ def free_port() -> int:
 
 
 class ServerProcess:
+    """`python -m uvicorn APP`, or with app="cli" the service's own `python -m legacy_app serve`."""
+
     def __init__(
         self,
         app: str,
@@ -38,7 +40,8 @@ class ServerProcess:
         python_path = os.pathsep.join(filter(None, [str(PACKAGE_PARENT), os.environ.get("PYTHONPATH")]))
         env = {**os.environ, **self.env, "PYTHONPATH": python_path}
         self._log = open(self.log_path, "wb")
-        command = [sys.executable, "-m", "uvicorn", self.app, "--host", "127.0.0.1", "--port", str(self.port)]
+        runner = ["legacy_app", "serve"] if self.app == "cli" else ["uvicorn", self.app]
+        command = [sys.executable, "-m", *runner, "--host", "127.0.0.1", "--port", str(self.port)]
         self.process = subprocess.Popen(
             command + self.extra_args, env=env, stdout=self._log, stderr=subprocess.STDOUT
         )

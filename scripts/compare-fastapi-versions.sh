@@ -9,8 +9,8 @@ VERSIONS=("${@:-0.105.0 0.106.0 0.117.1 0.118.0 0.121.0}")
 read -r -a VERSIONS <<< "${VERSIONS[*]}"
 WORK_DIR="${WORK_DIR:-/tmp/legacy_app-fastapi-versions}"
 mkdir -p "$WORK_DIR"
-# Every current pin except FastAPI and Starlette (each FastAPI release brings the Starlette it supports).
-grep -viE '^(fastapi|starlette)==' constraints/current.txt > "$WORK_DIR/constraints.txt"
+# Every current pin except FastAPI, Starlette and anyio (each FastAPI release brings the ones it supports).
+grep -viE '^(fastapi|starlette|anyio|sniffio)==' constraints/current.txt > "$WORK_DIR/constraints.txt"
 for version in "${VERSIONS[@]}"; do
   venv="$WORK_DIR/fastapi-$version"
   [[ -x "$venv/bin/python" ]] || python3 -m venv "$venv"

@@ -13,7 +13,7 @@ def test_defaults():
     settings = Settings.from_env({})
     assert settings.database_url == "sqlite:///./sql_app.db"
     assert settings.session_strategy == "asgi-middleware"
-    assert (settings.pool_size, settings.max_overflow, settings.pool_timeout) == (5, 10, 30.0)
+    assert (settings.pool_size, settings.max_overflow, settings.pool_timeout) == (5, 10, 10.0)
 
 
 def test_values_are_read_from_the_environment():

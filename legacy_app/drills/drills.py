@@ -1,0 +1,261 @@
+"""Each drill starts real servers, causes one fault, and reports what clients saw."""
+import os
+import random
+import signal
+import tempfile
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Optional, Tuple
+
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
+
+from ..config import Settings
+from ..database import begin_write, create_engine_from
+from ..http_client import Client
+from ..server_process import ServerProcess
+from .tcp_proxy import TcpProxy
+
+FAST_HASHING = {"ARGON2_TIME_COST": "2", "ARGON2_MEMORY_KIB": str(19 * 1024), "ARGON2_PARALLELISM": "1"}
+
+
+@dataclass
+class DrillResult:
+    name: str
+    database: str
+    passed: bool
+    figures: Dict[str, Any] = field(default_factory=dict)
+
+    def line(self) -> str:
+        figures = ", ".join(f"{key}={value}" for key, value in self.figures.items())
+        return f"{'PASS' if self.passed else 'FAIL'} {self.name} [{self.database}]: {figures}"
+
+
+def _dialect(url: str) -> str:
+    return make_url(url).get_backend_name()
+
+
+@contextmanager
+def _server(url: str, log_dir: Path, name: str, app: str = "legacy_app.main:app", **env: str) -> Iterator[ServerProcess]:
+    server = ServerProcess(app, {"DATABASE_URL": url, **FAST_HASHING, **env}, log_dir / f"{name}.log",
+                           extra_args=["--no-access-log"] if app != "cli" else [])
+    with server:
+        yield server
+
+
+@contextmanager
+def _database_blocked(url: str, seconds: float) -> Iterator[None]:
+    """Hold, from outside the service, the lock every registration needs; release it after `seconds`."""
+    engine = create_engine_from(Settings(database_url=url))
+    db = Session(bind=engine)
+    dialect = _dialect(url)
+    if dialect == "sqlite":
+        begin_write(db)  # BEGIN IMMEDIATE: the write lock
+    elif dialect == "postgresql":
+        db.execute(text("LOCK TABLE users IN ACCESS EXCLUSIVE MODE"))
+    else:
+        db.execute(text("LOCK TABLES users WRITE"))
+
+    def release() -> None:
+        if dialect == "mysql":
+            db.execute(text("UNLOCK TABLES"))
+        db.rollback()
+        db.close()
+
+    timer = threading.Timer(seconds, release)
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.join()
+        engine.dispose()
+
+
+def pool_exhaustion(url: str, log_dir: Path, requests: int = 100, block_seconds: float = 3.0) -> DrillResult:
+    """Pool of 2, no overflow, 1 s timeout; the database blocked while `requests` registrations arrive."""
+    pool_timeout = 1.0
+    env = {"DB_POOL_SIZE": "2", "DB_MAX_OVERFLOW": "0", "DB_POOL_TIMEOUT": str(pool_timeout)}
+    with _server(url, log_dir, "pool", **env) as server:
+        run = f"{time.time_ns()}"
+        outcomes: List[Tuple[Any, float, bool]] = []
+        lock = threading.Lock()
+
+        def one(n: int) -> None:
+            client = Client(server.port, timeout=60)
+            began = time.perf_counter()
+            try:
+                reply = client.request("POST", "/users/", f'{{"email": "pool{run}-{n}@drill.example.com", "password": "drill"}}'.encode())
+                status: Any = reply.status
+                has_retry_after = reply.status == 503 and "retry-after" in reply.headers
+            except OSError as error:
+                status, has_retry_after = type(error).__name__, False
+            finally:
+                client.close()
+            with lock:
+                outcomes.append((status, time.perf_counter() - began, has_retry_after))
+
+        began = time.perf_counter()
+        with _database_blocked(url, block_seconds):
+            with ThreadPoolExecutor(max_workers=requests) as pool:
+                futures = [pool.submit(one, n) for n in range(requests)]
+        for future in futures:
+            future.result()
+        wall = time.perf_counter() - began
+        after = Client(server.port).request("GET", "/health/ready").status
+        log = server.log()
+    counts = Counter(str(status) for status, _, _ in outcomes)
+    unavailable = [o for o in outcomes if o[0] == 503]
+    passed = (
+        set(counts) <= {"200", "503"}
+        and all(has_retry_after for _, _, has_retry_after in unavailable)
+        and after == 200
+        and "Traceback" not in log
+    )
+    return DrillResult("pool-exhaustion", _dialect(url), passed, {
+        "requests": requests, "statuses": dict(sorted(counts.items())),
+        "503_with_retry_after": sum(1 for o in unavailable if o[2]),
+        "max_latency_s": round(max(o[1] for o in outcomes), 2), "wall_s": round(wall, 2),
+        "ready_after": after, "tracebacks": log.count("Traceback"),
+    })
+
+
+def outage(url: str, log_dir: Path, outage_seconds: float = 3.0) -> DrillResult:
+    """The service reaches the database through a proxy that is cut, then restored."""
+    target = make_url(url)
+    proxy = TcpProxy(target.host or "127.0.0.1", target.port or 5432).start()
+    proxied = target.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    with _server(proxied, log_dir, "outage") as server:
+        client = Client(server.port, timeout=30)
+        before = client.request("GET", "/users/?limit=1").status
+        proxy.cut()
+        during: List[Tuple[int, float]] = []
+        liveness, readiness = set(), set()
+        cut_at = time.perf_counter()
+        while time.perf_counter() - cut_at < outage_seconds:
+            began = time.perf_counter()
+            during.append((client.request("GET", "/users/?limit=1").status, time.perf_counter() - began))
+            liveness.add(client.request("GET", "/health").status)
+            readiness.add(client.request("GET", "/health/ready").status)
+            time.sleep(0.1)
+        proxy.start()
+        restored_at = time.perf_counter()
+        recovered: Optional[float] = None
+        while time.perf_counter() - restored_at < 30:
+            if client.request("GET", "/users/?limit=1").status == 200 and client.request("GET", "/health/ready").status == 200:
+                recovered = time.perf_counter() - restored_at
+                break
+            time.sleep(0.1)
+        log = server.log()
+    proxy.cut()
+    statuses = Counter(status for status, _ in during)
+    passed = (
+        before == 200 and set(statuses) == {503} and liveness == {200} and readiness == {503}
+        and recovered is not None and recovered < 10 and "Traceback" not in log
+    )
+    return DrillResult("outage", _dialect(url), passed, {
+        "statuses_during": dict(statuses), "max_latency_during_s": round(max(t for _, t in during), 2),
+        "health_during": sorted(liveness), "ready_during": sorted(readiness),
+        "recovery_s": None if recovered is None else round(recovered, 2), "tracebacks": log.count("Traceback"),
+    })
+
+
+def kill_during_writes(url: str, log_dir: Path, rounds: int = 3, writers: int = 8) -> DrillResult:
+    """SIGKILL the server while `writers` clients register users; every acknowledged one must survive."""
+    acknowledged: List[str] = []
+    lost: List[str] = []
+    for round_number in range(rounds):
+        with _server(url, log_dir, f"kill-{round_number}") as server:
+            stop = threading.Event()
+            lock = threading.Lock()
+
+            def writer(n: int) -> None:
+                client = Client(server.port, timeout=10)
+                k = 0
+                while not stop.is_set():
+                    email = f"kill{time.time_ns()}-{round_number}-{n}-{k}@drill.example.com"
+                    k += 1
+                    try:
+                        reply = client.request("POST", "/users/", f'{{"email": "{email}", "password": "drill"}}'.encode())
+                    except OSError:
+                        return  # the server is gone: whatever was not acknowledged may be lost
+                    if reply.status == 200:
+                        with lock:
+                            acknowledged.append(email)
+
+            threads = [threading.Thread(target=writer, args=(n,)) for n in range(writers)]
+            for thread in threads:
+                thread.start()
+            time.sleep(random.uniform(1.0, 2.0))
+            os.kill(server.process.pid, signal.SIGKILL)
+            server.process.wait()
+            stop.set()
+            for thread in threads:
+                thread.join()
+    engine = create_engine_from(Settings(database_url=url))
+    try:
+        with engine.connect() as connection:
+            stored = {row[0] for row in connection.execute(text("SELECT email FROM users WHERE email LIKE 'kill%'"))}
+            integrity = (
+                connection.execute(text("PRAGMA integrity_check")).scalar() if _dialect(url) == "sqlite" else "n/a"
+            )
+    finally:
+        engine.dispose()
+    lost = [email for email in acknowledged if email not in stored]
+    passed = bool(acknowledged) and not lost and integrity in ("ok", "n/a")
+    return DrillResult("kill-9", _dialect(url), passed, {
+        "rounds": rounds, "writers": writers, "acknowledged": len(acknowledged), "lost": len(lost),
+        "integrity_check": integrity,
+    })
+
+
+def sigterm_in_flight(url: str, log_dir: Path, requests: int = 50) -> DrillResult:
+    """SIGTERM while `requests` registrations (default argon2 cost) are in flight."""
+    with _server(url, log_dir, "sigterm", app="cli", ARGON2_TIME_COST="3", ARGON2_MEMORY_KIB="65536",
+                 ARGON2_PARALLELISM="4") as server:
+        run = f"{time.time_ns()}"
+        statuses: List[Any] = []
+        answered_at: List[float] = []
+
+        def one(n: int) -> None:
+            client = Client(server.port, timeout=60)
+            try:
+                statuses.append(client.request("POST", "/users/", f'{{"email": "term{run}-{n}@drill.example.com", "password": "drill"}}'.encode()).status)
+                answered_at.append(time.perf_counter())
+            except OSError as error:
+                statuses.append(type(error).__name__)
+
+        with ThreadPoolExecutor(max_workers=requests) as pool:
+            for n in range(requests):
+                pool.submit(one, n)
+            # Long enough for the server to have read every request (a request still unread at
+            # SIGTERM is never started: uvicorn closes that connection), short of finishing them.
+            time.sleep(1.5)
+            began = time.perf_counter()
+            server.process.send_signal(signal.SIGTERM)
+        exit_code = server.process.wait(timeout=60)
+        shutdown = time.perf_counter() - began
+        log = server.log()
+    counts = Counter(str(status) for status in statuses)
+    after_signal = sum(1 for moment in answered_at if moment > began)
+    passed = counts == Counter({"200": requests}) and after_signal > 0 and exit_code == 0 and "Traceback" not in log
+    return DrillResult("sigterm", _dialect(url), passed, {
+        "in_flight": requests, "statuses": dict(counts), "answered_after_sigterm": after_signal,
+        "exit_code": exit_code, "shutdown_s": round(shutdown, 2),
+    })
+
+
+def all_drills(urls: List[str], log_dir: Optional[Path] = None) -> Iterator[DrillResult]:
+    with tempfile.TemporaryDirectory(prefix="legacy_app_drills_") as scratch:
+        logs = log_dir or Path(scratch)
+        for url in urls:
+            yield pool_exhaustion(url, logs)
+            if _dialect(url) != "sqlite":
+                yield outage(url, logs)
+            yield kill_during_writes(url, logs)
+            yield sigterm_in_flight(url, logs)

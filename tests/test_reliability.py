@@ -1,0 +1,100 @@
+"""Faults and hostile input: 503 instead of 500, size limits, headers, and the fault drills."""
+import http.client
+import json
+
+import pytest
+from fastapi.testclient import TestClient
+
+from legacy_app.config import Settings
+from legacy_app.drills import drills
+from legacy_app.main import create_app
+
+from .conftest import FAST_HASHING, count_rows, post_raw
+
+
+@pytest.mark.parametrize("method, path", [("GET", "/health"), ("GET", "/users/"), ("GET", "/users/999"),
+                                          ("GET", "/users/?limit=0"), ("GET", "/nowhere"), ("GET", "/health/ready")])
+def test_every_response_carries_the_protective_headers(client, method, path):
+    response = client.request(method, path)
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["cache-control"] == "no-store"
+
+
+def test_a_body_over_the_limit_is_413_before_parsing_and_stores_nothing(tmp_path):
+    url = f"sqlite:///{tmp_path / 'limit.db'}"
+    app = create_app(Settings(database_url=url, max_body_bytes=2048, **FAST_HASHING))
+    with TestClient(app) as client:
+        body = b'{"email": "big@example.com", "password": "' + b"x" * 4000 + b'"}'
+        response = post_raw(client, "/users/", body, "application/json")
+        assert response.status_code == 413
+        assert response.json() == {"detail": "Request body larger than 2048 bytes"}
+        assert post_raw(client, "/users/", b'{"email": "ok@example.com", "password": "pw"}', "application/json").status_code == 200
+    assert count_rows(url, "users") == 1
+    app.state.engine.dispose()
+
+
+def test_a_chunked_body_over_the_limit_is_413(live_server_factory, tmp_path):
+    """No Content-Length: the limit is enforced while the body is read."""
+    url = f"sqlite:///{tmp_path / 'chunked.db'}"
+    server = live_server_factory(DATABASE_URL=url, MAX_BODY_BYTES="2048")
+
+    def chunks():
+        yield b'{"email": "big@example.com", "password": "'
+        for _ in range(10):
+            yield b"x" * 1000
+        yield b'"}'
+
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    connection.request("POST", "/users/", body=chunks(), headers={"content-type": "application/json"}, encode_chunked=True)
+    response = connection.getresponse()
+    assert response.status == 413
+    assert json.loads(response.read()) == {"detail": "Request body larger than 2048 bytes"}
+    connection.close()
+    assert count_rows(url, "users") == 0
+    assert "Traceback" not in server.log()
+
+
+def test_the_openapi_schema_declares_the_errors_the_api_returns(client):
+    operations = client.get("/openapi.json").json()["paths"]
+    register = operations["/users/"]["post"]["responses"]
+    assert {"200", "400", "413", "422", "503"} <= set(register)
+    assert {"200", "404", "413", "422", "503"} <= set(operations["/users/{user_id}"]["get"]["responses"])
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def drill_url(request, tmp_path):
+    from .conftest import database_url_for, reset_database
+
+    url = database_url_for(request.param, tmp_path)
+    if request.param != "sqlite":
+        reset_database(url)
+    return url
+
+
+def assert_drill(result):
+    assert result.passed, result.line()
+
+
+def test_pool_exhaustion_answers_only_200_or_503_with_retry_after(drill_url, tmp_path):
+    result = drills.pool_exhaustion(drill_url, tmp_path)
+    assert_drill(result)
+    assert result.figures["statuses"].get("503", 0) > 0  # the drill did exhaust the pool
+
+
+def test_a_cut_database_gives_prompt_503s_and_recovers_without_restart(drill_url, tmp_path):
+    if drill_url.startswith("sqlite"):
+        pytest.skip("an embedded SQLite file cannot be cut off")
+    result = drills.outage(drill_url, tmp_path)
+    assert_drill(result)
+    assert result.figures["recovery_s"] < 10
+
+
+def test_kill_9_during_concurrent_writes_loses_no_acknowledged_row(drill_url, tmp_path):
+    result = drills.kill_during_writes(drill_url, tmp_path, rounds=3, writers=8)
+    assert_drill(result)
+    assert result.figures["acknowledged"] > 0 and result.figures["lost"] == 0
+
+
+def test_sigterm_lets_in_flight_requests_finish_and_exits_0(drill_url, tmp_path):
+    result = drills.sigterm_in_flight(drill_url, tmp_path, requests=30)
+    assert_drill(result)
