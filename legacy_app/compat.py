@@ -50,6 +50,13 @@ else:
         return model.dict()
 
 
+def schema_only(**keywords: Any) -> Dict[str, Any]:
+    """Field(...) keywords that add to the JSON Schema without adding validation."""
+    if PYDANTIC_V2:
+        return {"json_schema_extra": keywords}
+    return keywords  # Pydantic 1 copies unknown Field keywords into the schema
+
+
 def query_pattern(pattern: str) -> Dict[str, str]:
     """Query(...) keyword for a regular expression: `regex` before FastAPI 0.100, `pattern` after."""
     if "pattern" in inspect.signature(fastapi.Query).parameters:

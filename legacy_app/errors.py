@@ -4,6 +4,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.routing import Match
 from sqlalchemy.exc import DBAPIError, TimeoutError as PoolTimeout
 
 from .compat import public_errors
@@ -45,11 +46,28 @@ def _is_connection_problem(exc: DBAPIError) -> bool:
     return exc.connection_invalidated or isinstance(exc, (OperationalError, InterfaceError))
 
 
+async def method_not_allowed(request: Request, exc: Exception) -> JSONResponse:
+    """405 whose Allow header lists every method the path supports.
+
+    Starlette stops at the first route that matches the path, so with one route per method it
+    would announce only that route's methods (and Starlette 0.20 sends no Allow header at all).
+    """
+    allowed = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches({**request.scope, "method": "GET"})
+        if match != Match.NONE and getattr(route, "methods", None):
+            allowed |= set(route.methods)
+    return JSONResponse(
+        status_code=405, content={"detail": "Method Not Allowed"}, headers={"Allow": ", ".join(sorted(allowed))}
+    )
+
+
 def _unavailable(detail: str) -> JSONResponse:
     return JSONResponse(status_code=503, content={"detail": detail}, headers={"Retry-After": RETRY_AFTER_SECONDS})
 
 
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(405, method_not_allowed)
     app.add_exception_handler(PoolTimeout, pool_timeout)
     app.add_exception_handler(DBAPIError, database_unreachable)

@@ -10,7 +10,10 @@ esac
 
 ensure_venv() {  # ensure_venv [test]
   local files=(requirements.txt "constraints/$STACK.txt")
-  [[ "${1:-run}" == test ]] && files+=(requirements-test.txt)
+  if [[ "${1:-run}" == test ]]; then
+    files+=(requirements-test.txt)
+    [[ "$STACK" == current ]] && files+=(requirements-fuzz.txt)  # schemathesis 4 needs anyio 4
+  fi
   local stamp
   stamp=$(cat "${files[@]}" | sha256sum | cut -d' ' -f1)
   if [[ ! -x "$VENV/bin/python" ]]; then

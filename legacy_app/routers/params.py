@@ -2,11 +2,11 @@
 from fastapi import Path, Query
 
 from ..compat import query_pattern
+from ..schemas import NO_NUL
 
 MAX_PAGE = 100
 INT32_MAX = 2**31 - 1  # the id columns are 32-bit INTEGER on PostgreSQL and MariaDB
 INT64_MAX = 2**63 - 1  # OFFSET is a signed 64-bit value everywhere
-NO_NUL = r"^[^\x00]*$"
 
 Skip = Query(0, ge=0, le=INT64_MAX, description="Rows to skip.")
 Limit = Query(MAX_PAGE, ge=1, le=MAX_PAGE, description="Rows to return, at most 100.")

@@ -14,7 +14,9 @@ NOT_FOUND = {404: {"description": "User not found"}}
 
 
 @router.post(
-    "/", response_model=schemas.User, responses={400: {"description": "Email already registered"}}
+    "/",
+    response_model=schemas.User,
+    responses={400: {"description": "Email already registered, or a body that cannot be decoded"}},
 )
 def create_user(user: schemas.UserCreate, db: Session = DbSession, hasher: PasswordHasher = Hasher):
     """Register a user. Emails are compared case-insensitively and stored lower-cased."""
@@ -38,7 +40,11 @@ def read_user(user_id: int = UserId, db: Session = DbSession):
     return user
 
 
-@router.post("/{user_id}/items/", response_model=schemas.Item, responses=NOT_FOUND)
+@router.post(
+    "/{user_id}/items/",
+    response_model=schemas.Item,
+    responses={**NOT_FOUND, 400: {"description": "A body that cannot be decoded"}},
+)
 def create_item_for_user(item: schemas.ItemCreate, user_id: int = UserId, db: Session = DbSession):
     created = crud.create_user_item(db, user_id=user_id, title=item.title, description=item.description)
     if created is None:
