@@ -50,6 +50,11 @@ else:
         return model.dict()
 
 
+# Pydantic 2 writes Optional[str] as anyOf [string, null]; Pydantic 1 writes just "string", so
+# OpenAPI 3.0 needs `nullable` said explicitly there.
+NULLABLE: Dict[str, Any] = {} if PYDANTIC_V2 else {"nullable": True}
+
+
 def schema_only(**keywords: Any) -> Dict[str, Any]:
     """Field(...) keywords that add to the JSON Schema without adding validation."""
     if PYDANTIC_V2:

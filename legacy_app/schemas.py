@@ -8,7 +8,7 @@ from typing import List, Optional
 
 from pydantic import BaseModel, EmailStr, Field, StrictStr
 
-from .compat import OrmModel, field_validator, schema_only
+from .compat import NULLABLE, OrmModel, field_validator, schema_only
 from .models import DESCRIPTION_MAX_LENGTH, TITLE_MAX_LENGTH
 
 PASSWORD_MAX_LENGTH = 1024  # argon2 takes any length; this bounds the work one request can ask for
@@ -36,7 +36,9 @@ def _encodable(value: Optional[str]) -> Optional[str]:
 
 class ItemCreate(BaseModel):
     title: StrictStr = Field(..., min_length=1, max_length=TITLE_MAX_LENGTH, **schema_only(pattern=NO_NUL))
-    description: Optional[StrictStr] = Field(None, max_length=DESCRIPTION_MAX_LENGTH, **schema_only(pattern=NO_NUL))
+    description: Optional[StrictStr] = Field(
+        None, max_length=DESCRIPTION_MAX_LENGTH, **schema_only(pattern=NO_NUL, **NULLABLE)
+    )
 
     @field_validator("title", "description")
     def _text_is_storable(cls, value: Optional[str]) -> Optional[str]:
@@ -45,7 +47,7 @@ class ItemCreate(BaseModel):
 
 class Item(OrmModel):
     title: str
-    description: Optional[str] = None
+    description: Optional[str] = Field(None, **schema_only(**NULLABLE))
     id: int
     owner_id: int
 

@@ -6,9 +6,11 @@ from ..schemas import NO_NUL
 
 MAX_PAGE = 100
 INT32_MAX = 2**31 - 1  # the id columns are 32-bit INTEGER on PostgreSQL and MariaDB
-INT64_MAX = 2**63 - 1  # OFFSET is a signed 64-bit value everywhere
+# OFFSET is a signed 64-bit value everywhere; the bound is the largest integer a JSON client holds
+# exactly as a double, so the published schema means what the server enforces.
+MAX_SKIP = 2**53 - 1
 
-Skip = Query(0, ge=0, le=INT64_MAX, description="Rows to skip.")
+Skip = Query(0, ge=0, le=MAX_SKIP, description="Rows to skip.")
 Limit = Query(MAX_PAGE, ge=1, le=MAX_PAGE, description="Rows to return, at most 100.")
 UserId = Path(..., ge=0, le=INT32_MAX)
 EmailFilter = Query(
