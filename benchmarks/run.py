@@ -46,7 +46,7 @@ FAST_ENV = {"ARGON2_TIME_COST": "2", "ARGON2_MEMORY_KIB": str(19 * 1024), "ARGON
 
 
 def wrk(url: str, seconds: float, connections: int = 8, script: Optional[Path] = None) -> float:
-    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", url]
+    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", url]
     if script:
         command[1:1] = ["-s", str(script)]
     output = subprocess.run(command, capture_output=True, text=True, check=True).stdout

@@ -39,6 +39,6 @@ class Item(Base):
     id = Column(Integer, primary_key=True, index=True)
     title = Column(String(TITLE_MAX_LENGTH), index=True)
     description = Column(String(DESCRIPTION_MAX_LENGTH))
-    owner_id = Column(Integer, ForeignKey("users.id"))
+    owner_id = Column(Integer, ForeignKey("users.id"), index=True)  # revision 0002: loading a user's items
 
     owner = relationship("User", back_populates="items")

@@ -34,9 +34,12 @@ def empty_engine(database_url):
 
 
 def test_migrations_build_exactly_the_models_and_downgrade_cleanly(empty_engine):
+    assert migrate.head_revision() == "0002"
     assert migrate.upgrade(empty_engine) is None
-    assert migrate.current_revision(empty_engine) == "0001"
+    assert migrate.current_revision(empty_engine) == migrate.head_revision()
     assert migrate.drift(empty_engine) == []
+    migrate.downgrade(empty_engine, "0001")
+    assert "ix_items_owner_id" not in {index["name"] for index in inspect(empty_engine).get_indexes("items")}
     migrate.downgrade(empty_engine, "base")
     assert set(inspect(empty_engine).get_table_names()) <= {"alembic_version"}
     migrate.upgrade(empty_engine)
@@ -47,7 +50,7 @@ def test_the_server_migrates_an_empty_database_on_start(empty_engine, database_u
     app = create_app(Settings(database_url=database_url, **FAST_HASHING))
     with TestClient(app) as client:
         assert client.post("/users/", json={"email": "a@example.com", "password": "pw"}).status_code == 200
-    assert migrate.current_revision(empty_engine) == "0001"
+    assert migrate.current_revision(empty_engine) == migrate.head_revision()
     app.state.engine.dispose()
 
 
@@ -74,7 +77,7 @@ def test_a_database_created_by_the_tutorial_app_is_adopted_with_its_data(empty_e
         assert [(u["email"], [i["title"] for i in u["items"]]) for u in users] == [("old@example.com", ["old item"])]
         assert client.post("/users/", json={"email": "new@example.com", "password": "pw"}).status_code == 200
         assert client.post("/users/", json={"email": "OLD@example.com", "password": "pw"}).status_code == 400
-    assert migrate.current_revision(empty_engine) == "0001"
+    assert migrate.current_revision(empty_engine) == migrate.head_revision()
     app.state.engine.dispose()
 
 
@@ -87,7 +90,7 @@ def test_the_db_command(tmp_path):
 
     assert "none" in db("current").stdout
     assert db("upgrade").returncode == 0
-    assert "0001" in db("current").stdout
+    assert "0002" in db("current").stdout
     check = db("check")
     assert check.returncode == 0 and "models and migrations match" in check.stdout
     assert db("downgrade", "base").returncode == 0

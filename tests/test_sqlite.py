@@ -44,7 +44,7 @@ def test_sixteen_concurrent_read_then_write_transactions_never_hit_database_is_l
     session_factory = make_session_factory(engine)
     with session_factory() as db:
         owner = crud.create_user(db, email="owner@example.com", hashed_password="x")
-        owner_id = owner.id
+        owner_id = owner["id"]
     errors = []
     writes_per_thread = 25
     start = threading.Barrier(16)

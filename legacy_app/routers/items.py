@@ -1,7 +1,9 @@
 from typing import List
 
 from fastapi import APIRouter
+from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from .. import crud, schemas
 from ..deps import DbSession
@@ -11,6 +13,6 @@ router = APIRouter(prefix="/items", tags=["items"])
 
 
 @router.get("/", response_model=List[schemas.Item])
-def read_items(skip: int = Skip, limit: int = Limit, db: Session = DbSession):
+async def read_items(skip: int = Skip, limit: int = Limit, db: Session = DbSession):
     """Items of all users, ordered by id."""
-    return crud.list_items(db, skip=skip, limit=limit)
+    return JSONResponse(await run_in_threadpool(crud.list_items, db, skip=skip, limit=limit))
