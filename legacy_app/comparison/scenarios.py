@@ -94,8 +94,11 @@ def late_use(probe: Probe, path: str, name: str, uses: int) -> Dict[str, Any]:
     """The request's session used after the endpoint returned: did it work, did it leak?
 
     The probe route records `<name>.query_ok` per successful use and `<name>.end` when done.
+    leaked_connections counts the connections this request left checked out (earlier leaks in
+    the same server are subtracted).
     """
     probe.reset()
+    checked_out_before = probe.snapshot()["checked_out"]
     reply = probe.client.request("GET", path)
     probe.wait_for(f"{name}.end", "session.close")
     snapshot = probe.settle(0.1)  # let a close that follows the late use finish
@@ -105,7 +108,7 @@ def late_use(probe: Probe, path: str, name: str, uses: int) -> Dict[str, Any]:
     return {
         "status": reply.status,
         "session_usable": _count(events, f"{name}.query_ok") == uses,
-        "leaked_connections": snapshot["checked_out"],
+        "leaked_connections": snapshot["checked_out"] - checked_out_before,
         "closed_after_late_use": None if not (close and end) else close["t"] > end["t"],
         "reply": reply,
     }
