@@ -67,3 +67,19 @@ def test_serving_with_an_invalid_strategy_exits_with_the_message_and_no_tracebac
     assert result.returncode == 1
     assert "SESSION_STRATEGY must be one of asgi-middleware, http-middleware, yield-dependency" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_serve_with_the_database_down_exits_1_in_one_line_within_seconds():
+    import time
+
+    began = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", "legacy_app", "serve", "--port", "9"],
+        cwd=str(REPO_ROOT),
+        env={"DATABASE_URL": "postgresql+psycopg://postgres@127.0.0.1:9/nowhere", "PATH": "/usr/bin:/bin"},
+        capture_output=True, text=True, timeout=60,
+    )
+    assert time.monotonic() - began < 20
+    assert result.returncode == 1
+    assert result.stderr.startswith("legacy_app serve: database error:")
+    assert result.stderr.strip().count("\n") == 0 and "Traceback" not in result.stderr
