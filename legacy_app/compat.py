@@ -32,9 +32,6 @@ if PYDANTIC_V2:
     def field_validator(*names: str) -> Callable[[Callable[..., Any]], Any]:
         return pydantic.field_validator(*names)
 
-    def model_to_dict(model: pydantic.BaseModel) -> Dict[str, Any]:
-        return model.model_dump()
-
 else:
 
     class OrmModel(pydantic.BaseModel):  # type: ignore[no-redef]
@@ -45,9 +42,6 @@ else:
 
     def field_validator(*names: str) -> Callable[[Callable[..., Any]], Any]:  # type: ignore[misc]
         return pydantic.validator(*names, allow_reuse=True)
-
-    def model_to_dict(model: pydantic.BaseModel) -> Dict[str, Any]:  # type: ignore[misc]
-        return model.dict()
 
 
 # Pydantic 2 writes Optional[str] as anyOf [string, null]; Pydantic 1 writes just "string", so

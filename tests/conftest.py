@@ -11,7 +11,6 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 
 from legacy_app import migrate
 from legacy_app.config import STRATEGIES, Settings
@@ -107,10 +106,6 @@ def env_for_hashing() -> dict:
         "ARGON2_MEMORY_KIB": str(FAST_HASHING["argon2_memory_kib"]),
         "ARGON2_PARALLELISM": str(FAST_HASHING["argon2_parallelism"]),
     }
-
-
-def dialect_of(url: str) -> str:
-    return make_url(url).get_backend_name()
 
 
 def count_rows(url: str, table: str) -> int:
