@@ -20,6 +20,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
+from legacy_app.config import FLOOR_HASHING_ENV
 from legacy_app.server_process import ServerProcess
 
 REFERENCE = "tutorial"
@@ -42,7 +43,7 @@ request = function()
   return wrk.format("POST", "/users/", {["Content-Type"] = "application/json"}, body)
 end
 """
-FAST_ENV = {"ARGON2_TIME_COST": "2", "ARGON2_MEMORY_KIB": str(19 * 1024), "ARGON2_PARALLELISM": "1"}
+FAST_ENV = FLOOR_HASHING_ENV
 
 
 def wrk(url: str, seconds: float, connections: int = 8, script: Optional[Path] = None) -> float:

@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 
 from legacy_app import migrate
-from legacy_app.config import STRATEGIES, Settings
+from legacy_app.config import ARGON2_MIN_MEMORY_KIB, ARGON2_MIN_TIME_COST, FLOOR_HASHING_ENV, STRATEGIES, Settings
 from legacy_app.database import create_engine_from
 from legacy_app.main import create_app
 from legacy_app.models import Base
@@ -24,7 +24,7 @@ SERVER_DATABASES = {"postgresql": "TEST_POSTGRES_URL", "mariadb": "TEST_MARIADB_
 DATABASES = ("sqlite",) + tuple(SERVER_DATABASES)
 
 # The OWASP floor: the cheapest parameters the service accepts, so tests stay fast.
-FAST_HASHING = {"argon2_time_cost": 2, "argon2_memory_kib": 19 * 1024, "argon2_parallelism": 1}
+FAST_HASHING = {"argon2_time_cost": ARGON2_MIN_TIME_COST, "argon2_memory_kib": ARGON2_MIN_MEMORY_KIB, "argon2_parallelism": 1}
 
 
 def database_url_for(kind: str, tmp_path) -> str:
@@ -101,11 +101,7 @@ def live_server_factory(tmp_path) -> Iterator[Callable[..., LiveServer]]:
 
 
 def env_for_hashing() -> dict:
-    return {
-        "ARGON2_TIME_COST": str(FAST_HASHING["argon2_time_cost"]),
-        "ARGON2_MEMORY_KIB": str(FAST_HASHING["argon2_memory_kib"]),
-        "ARGON2_PARALLELISM": str(FAST_HASHING["argon2_parallelism"]),
-    }
+    return dict(FLOOR_HASHING_ENV)
 
 
 def count_rows(url: str, table: str) -> int:

@@ -8,7 +8,7 @@ from typing import Any, Dict, Iterator, Optional, Sequence
 
 from sqlalchemy.engine import make_url
 
-from ..config import STRATEGIES
+from ..config import FLOOR_HASHING_ENV, STRATEGIES
 from ..server_process import ServerProcess
 from . import scenarios
 
@@ -28,9 +28,7 @@ def probe_server(strategy: str, database_url: str, log_dir: Path, name: str, **e
     settings_env = {
         "DATABASE_URL": database_url,
         "SESSION_STRATEGY": strategy,
-        "ARGON2_TIME_COST": "2",
-        "ARGON2_MEMORY_KIB": str(19 * 1024),
-        "ARGON2_PARALLELISM": "1",
+        **FLOOR_HASHING_ENV,
         **env,
     }
     server = ServerProcess(

@@ -16,13 +16,12 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
-from ..config import Settings
+from ..config import FLOOR_HASHING_ENV, Settings
 from ..database import begin_write, create_engine_from
 from ..http_client import Client
 from ..server_process import ServerProcess
 from .tcp_proxy import TcpProxy
 
-FAST_HASHING = {"ARGON2_TIME_COST": "2", "ARGON2_MEMORY_KIB": str(19 * 1024), "ARGON2_PARALLELISM": "1"}
 
 
 @dataclass
@@ -43,7 +42,7 @@ def _dialect(url: str) -> str:
 
 @contextmanager
 def _server(url: str, log_dir: Path, name: str, app: str = "legacy_app.main:app", **env: str) -> Iterator[ServerProcess]:
-    server = ServerProcess(app, {"DATABASE_URL": url, **FAST_HASHING, **env}, log_dir / f"{name}.log",
+    server = ServerProcess(app, {"DATABASE_URL": url, **FLOOR_HASHING_ENV, **env}, log_dir / f"{name}.log",
                            extra_args=["--no-access-log"] if app != "cli" else [])
     with server:
         yield server
