@@ -6,9 +6,10 @@ from pathlib import Path
 from typing import List, Optional
 
 from alembic.util import CommandError
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from .config import STRATEGIES, ConfigError
+from .config import LOG_LEVELS, STRATEGIES, ConfigError, Settings
 from .seeding.records import SeedFileError
 
 
@@ -19,6 +20,8 @@ def _first_line(error: BaseException) -> str:
 def serve(args: argparse.Namespace) -> int:
     """Check settings and database first (one clear line and exit 1 if either is wrong), then serve.
 
+    Workers are uvicorn's: separate processes started with spawn, each importing the app and so
+    building its own engine and pool; the check's engine is disposed before they start.
     SIGTERM stops gracefully (in-flight requests finish) and the process exits 0: uvicorn re-raises
     the signal after its shutdown, which a no-op handler turns into a normal return.
     """
@@ -27,26 +30,47 @@ def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from . import migrate
-    from .config import Settings
-    from .database import create_engine_from
+    from .database import create_engine_from, is_memory_sqlite
+    from .request_log import logging_config
 
     settings = Settings.from_env()
-    if settings.migrate_on_start:
-        engine = create_engine_from(settings)
-        try:
+    if args.workers > 1 and is_memory_sqlite(settings.database_url):
+        raise ConfigError("an in-memory SQLite database cannot be shared by several workers; use a file")
+    engine = create_engine_from(settings)
+    try:
+        if settings.migrate_on_start:
             note = migrate.upgrade(engine)
-        finally:
-            engine.dispose()
-        if note:
-            print(f"legacy_app: {note}", file=sys.stderr)
+            if note:
+                print(f"legacy_app: {note}", file=sys.stderr)
+        _warn_if_pools_exceed_server(engine, settings, args.workers)
+    finally:
+        engine.dispose()
+    log_level = args.log_level or settings.log_level
     signal.signal(signal.SIGTERM, lambda *_: None)  # replaced by uvicorn while serving, restored after
-    uvicorn.run("legacy_app.main:app", host=args.host, port=args.port, log_level=args.log_level)
+    uvicorn.run(
+        "legacy_app.main:app", host=args.host, port=args.port, workers=args.workers,
+        log_level=log_level, log_config=logging_config(log_level),
+        access_log=False,  # legacy_app.request logs each request, with its id
+    )
     return 0
+
+
+def _warn_if_pools_exceed_server(engine: Engine, settings: Settings, workers: int) -> None:
+    from . import capacity
+
+    try:
+        with engine.connect() as connection:
+            budget = capacity.read_budget(connection)
+    except SQLAlchemyError as error:  # only reached without MIGRATE_ON_START: serve, /health/ready tells
+        print(f"legacy_app: warning: connection budget not checked: {_first_line(error)}", file=sys.stderr)
+        return
+    warning = budget and capacity.over_budget_warning(settings, workers, budget)
+    if warning:
+        print(f"legacy_app: warning: {warning}", file=sys.stderr)
 
 
 def db(args: argparse.Namespace) -> int:
     from . import migrate
-    from .config import Settings
     from .database import create_engine_from
 
     engine = create_engine_from(Settings.from_env())
@@ -77,7 +101,6 @@ def db(args: argparse.Namespace) -> int:
 
 def seed(args: argparse.Namespace) -> int:
     from . import migrate
-    from .config import Settings
     from .database import create_engine_from
     from .security import make_password_hasher
     from .seeding import bulk, records
@@ -138,7 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve_parser = commands.add_parser("serve", help="serve the API with uvicorn (settings from the environment)")
     serve_parser.add_argument("--host", default="127.0.0.1")
     serve_parser.add_argument("--port", type=int, default=8000)
-    serve_parser.add_argument("--log-level", default="info")
+    serve_parser.add_argument("--workers", type=_positive, default=1, help="worker processes (default 1; README: Deployment)")
+    serve_parser.add_argument("--log-level", choices=LOG_LEVELS, help="default: LOG_LEVEL, else info")
     serve_parser.set_defaults(run=serve)
 
     db_parser = commands.add_parser("db", help="schema migrations on DATABASE_URL")

@@ -7,6 +7,7 @@ ASGI_MIDDLEWARE = "asgi-middleware"
 HTTP_MIDDLEWARE = "http-middleware"
 YIELD_DEPENDENCY = "yield-dependency"
 STRATEGIES = (ASGI_MIDDLEWARE, HTTP_MIDDLEWARE, YIELD_DEPENDENCY)
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 
 # OWASP Password Storage Cheat Sheet: argon2id with at least 19 MiB and 2 iterations.
 ARGON2_MIN_MEMORY_KIB = 19 * 1024
@@ -40,8 +41,13 @@ class Settings:
     argon2_parallelism: int = 4
     migrate_on_start: bool = True
     max_body_bytes: int = 64 * 1024  # the largest valid request is about 10 KB
+    # psycopg 3 prepares a statement run 5 times on a connection; PgBouncer < 1.21 in transaction
+    # mode hands the next transaction another server connection, where it does not exist.
+    prepared_statements: bool = True
+    log_level: str = "info"
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "log_level", self.log_level.lower())  # LOG_LEVEL=INFO is fine too
         if self.session_strategy not in STRATEGIES:
             raise ConfigError(
                 f"SESSION_STRATEGY must be one of {', '.join(STRATEGIES)}; "
@@ -60,6 +66,7 @@ class Settings:
         )
         _require(self.argon2_parallelism >= 1, "ARGON2_PARALLELISM", "an integer >= 1", self.argon2_parallelism)
         _require(self.max_body_bytes >= 1024, "MAX_BODY_BYTES", "an integer >= 1024", self.max_body_bytes)
+        _require(self.log_level in LOG_LEVELS, "LOG_LEVEL", f"one of {', '.join(LOG_LEVELS)}", self.log_level)
         _require(bool(self.database_url), "DATABASE_URL", "a SQLAlchemy database URL", self.database_url)
 
     @classmethod
@@ -93,6 +100,8 @@ ENV_NAMES = {
     "argon2_parallelism": "ARGON2_PARALLELISM",
     "migrate_on_start": "MIGRATE_ON_START",
     "max_body_bytes": "MAX_BODY_BYTES",
+    "prepared_statements": "DB_PREPARED_STATEMENTS",
+    "log_level": "LOG_LEVEL",
 }
 
 

@@ -1,8 +1,10 @@
 """Engine and session factory, with the per-dialect setup each database needs."""
-from typing import Any, Callable, Dict
+import os
+import weakref
+from typing import Any, Callable, Dict, Union
 
 from sqlalchemy import create_engine, event
-from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import QueuePool, StaticPool
 
@@ -29,21 +31,30 @@ def create_engine_from(settings: Settings) -> Engine:
     kwargs: Dict[str, Any] = {}
     if url.get_backend_name() == "sqlite":
         kwargs["connect_args"] = {"check_same_thread": False}
-        if url.database in (None, "", ":memory:"):
+        if is_memory_sqlite(url):
             kwargs["poolclass"] = StaticPool  # one shared connection, or each sees its own empty DB
         else:
             kwargs.update(poolclass=QueuePool, **_pool_kwargs(settings))
     else:
         # pre-ping: a connection the server dropped (restart, failover) is replaced on checkout;
         # connect_timeout: an unreachable server is a prompt error (503), not a hang.
-        kwargs.update(pool_pre_ping=True, connect_args={"connect_timeout": CONNECT_TIMEOUT_SECONDS}, **_pool_kwargs(settings))
+        connect_args: Dict[str, Any] = {"connect_timeout": CONNECT_TIMEOUT_SECONDS}
+        if url.drivername == "postgresql+psycopg" and not settings.prepared_statements:
+            connect_args["prepare_threshold"] = None  # psycopg2 never prepares server-side
+        kwargs.update(pool_pre_ping=True, connect_args=connect_args, **_pool_kwargs(settings))
         if url.get_backend_name() == "mysql":
             kwargs["pool_recycle"] = 3600  # MariaDB drops connections idle for wait_timeout
             url = url.update_query_dict({"charset": "utf8mb4"}) if "charset" not in url.query else url
     engine = create_engine(url, **kwargs)
     if url.get_backend_name() == "sqlite":
         _configure_sqlite(engine)
+    _forget_connections_after_fork(engine)
     return engine
+
+
+def is_memory_sqlite(url: Union[str, URL]) -> bool:
+    parsed = make_url(url)
+    return parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:")
 
 
 def make_session_factory(engine: Engine, *, final_close: bool = False) -> SessionFactory:
@@ -68,6 +79,23 @@ def begin_write(db: Session) -> None:
     when it tries to upgrade. Other databases ignore the option.
     """
     db.connection(execution_options={_WRITE_INTENT: True})
+
+
+def _forget_connections_after_fork(engine: Engine) -> None:
+    """A forked child starts with an empty pool instead of sharing its parent's sockets.
+
+    Two processes on one connection interleave their protocol messages: wrong results, then errors.
+    uvicorn's workers are spawned, not forked, but gunicorn --preload and multiprocessing fork.
+    close=False: the child must not close sockets the parent still uses.
+    """
+    reference = weakref.ref(engine)  # the hook must not keep every engine alive
+
+    def after_fork_in_child() -> None:
+        forked = reference()
+        if forked is not None:
+            forked.dispose(close=False)
+
+    os.register_at_fork(after_in_child=after_fork_in_child)
 
 
 def _configure_sqlite(engine: Engine) -> None:

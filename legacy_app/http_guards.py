@@ -9,6 +9,13 @@ Message = Dict[str, Any]
 HEADERS: List[Tuple[bytes, bytes]] = [
     (b"x-content-type-options", b"nosniff"),
     (b"cache-control", b"no-store"),  # user data must not sit in shared caches
+    # The docs pages may load only what this service serves (they must work offline, and ReDoc
+    # would fetch its logo from cdn.redoc.ly); inline script and style are Swagger UI's and ReDoc's.
+    (
+        b"content-security-policy",
+        b"default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+        b"script-src 'self' 'unsafe-inline'; worker-src 'self' blob:; frame-ancestors 'none'",
+    ),
 ]
 
 

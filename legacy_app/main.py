@@ -4,6 +4,7 @@ import sys
 from typing import Optional
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 from sqlalchemy.engine import Engine
 
 from . import compat, migrate
@@ -11,6 +12,7 @@ from .config import HTTP_MIDDLEWARE, ConfigError, Settings
 from .database import SessionFactory, create_engine_from, make_session_factory
 from .errors import COMMON_RESPONSES, install_error_handlers
 from .http_guards import HttpGuards
+from .request_log import install_request_logging
 from .routers import health, items, users
 from .security import make_password_hasher
 from .sessions import install_session_strategy
@@ -41,13 +43,20 @@ def create_app(
             if note:
                 logger.warning("%s", note)
 
-    app = FastAPI(title="legacy_app", version="1.0.0", **compat.lifespan_kwargs(startup, engine.dispose))
+    # /docs and /redoc with Swagger UI and ReDoc served from the package, not a CDN: they work offline.
+    app = FastAPIOffline(
+        title="legacy_app",
+        version="1.0.0",
+        swagger_ui_parameters={"validatorUrl": None},  # no badge fetched from validator.swagger.io
+        **compat.lifespan_kwargs(startup, engine.dispose),
+    )
     app.state.settings = settings
     app.state.engine = engine
     app.state.password_hasher = make_password_hasher(settings)
     install_session_strategy(app, settings.session_strategy, session_factory)
     install_error_handlers(app)
-    app.add_middleware(HttpGuards, max_body_bytes=settings.max_body_bytes)  # outermost: sees every response
+    app.add_middleware(HttpGuards, max_body_bytes=settings.max_body_bytes)  # sees every response
+    install_request_logging(app)  # outermost: logs every response, HttpGuards' 413s included
     app.include_router(users.router, responses=COMMON_RESPONSES)
     app.include_router(items.router, responses=COMMON_RESPONSES)
     app.include_router(health.router, responses=COMMON_RESPONSES)
