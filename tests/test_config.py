@@ -26,6 +26,8 @@ def test_values_are_read_from_the_environment():
             "DB_POOL_TIMEOUT": "2.5",
             "ARGON2_MEMORY_KIB": "32768",
             "MIGRATE_ON_START": "false",
+            "DB_PREPARED_STATEMENTS": "off",
+            "LOG_LEVEL": "WARNING",
         }
     )
     assert settings.database_url == "postgresql+psycopg://u@h/db"
@@ -33,6 +35,8 @@ def test_values_are_read_from_the_environment():
     assert (settings.pool_size, settings.max_overflow, settings.pool_timeout) == (7, 0, 2.5)
     assert settings.argon2_memory_kib == 32768
     assert settings.migrate_on_start is False
+    assert settings.prepared_statements is False
+    assert settings.log_level == "warning"
 
 
 @pytest.mark.parametrize(
@@ -47,6 +51,8 @@ def test_values_are_read_from_the_environment():
         ({"ARGON2_MEMORY_KIB": "1024"}, "ARGON2_MEMORY_KIB must be an integer >= 19456"),
         ({"ARGON2_TIME_COST": "1"}, "ARGON2_TIME_COST must be an integer >= 2"),
         ({"MIGRATE_ON_START": "maybe"}, "MIGRATE_ON_START must be one of true, false"),
+        ({"LOG_LEVEL": "verbose"}, "LOG_LEVEL must be one of critical, error, warning, info, debug; got 'verbose'"),
+        ({"DB_PREPARED_STATEMENTS": "sometimes"}, "DB_PREPARED_STATEMENTS must be one of true, false"),
     ],
 )
 def test_an_invalid_value_names_the_variable_and_what_is_allowed(environ, message):
