@@ -22,7 +22,13 @@ ItemOut = Dict[str, Any]  # {title, description, id, owner_id}, as schemas.Item
 # layer has nothing to add to plain column reads).
 _USER_COLUMNS = (User.email, User.id, User.is_active)
 _ITEM_COLUMNS = (Item.title, Item.description, Item.id, Item.owner_id)
-_USER_BY_ID = select(*_USER_COLUMNS).where(User.id == bindparam("user_id"))
+# One user and its items in one statement (a user without items gives one row of NULL items).
+_USER_WITH_ITEMS = (
+    select(*_USER_COLUMNS, *_ITEM_COLUMNS)
+    .outerjoin(Item, Item.owner_id == User.id)
+    .where(User.id == bindparam("user_id"))
+    .order_by(Item.id)
+)
 _USERS_PAGE = select(*_USER_COLUMNS).order_by(User.id).offset(bindparam("skip")).limit(bindparam("limit"))
 _USER_BY_EMAIL = _USERS_PAGE.where(User.email == bindparam("email"))
 _ITEMS_OF_USER = select(*_ITEM_COLUMNS).where(Item.owner_id == bindparam("owner_id")).order_by(Item.id)
@@ -31,10 +37,13 @@ _ITEMS_PAGE = select(*_ITEM_COLUMNS).order_by(Item.id).offset(bindparam("skip"))
 
 
 def get_user(db: Session, *, user_id: int) -> Optional[UserOut]:
-    connection = db.connection()
-    users = _with_items(connection, connection.execute(_USER_BY_ID, {"user_id": user_id}))
+    rows = db.connection().execute(_USER_WITH_ITEMS, {"user_id": user_id}).all()
     db.commit()
-    return users[0] if users else None
+    if not rows:
+        return None
+    email, id_, is_active = rows[0][:3]
+    items = [_item(*row[3:]) for row in rows if row[5] is not None]  # row[5]: the item's id
+    return {"email": email, "id": id_, "is_active": is_active, "items": items}
 
 
 def list_users(db: Session, *, skip: int, limit: int, email: Optional[str] = None) -> List[UserOut]:

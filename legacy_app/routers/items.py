@@ -3,9 +3,9 @@ from typing import List
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
-from starlette.concurrency import run_in_threadpool
 
 from .. import crud, schemas
+from ..db_threads import run_crud
 from ..deps import DbSession
 from .params import Limit, Skip
 
@@ -15,4 +15,4 @@ router = APIRouter(prefix="/items", tags=["items"])
 @router.get("/", response_model=List[schemas.Item])
 async def read_items(skip: int = Skip, limit: int = Limit, db: Session = DbSession):
     """Items of all users, ordered by id."""
-    return JSONResponse(await run_in_threadpool(crud.list_items, db, skip=skip, limit=limit))
+    return JSONResponse(await run_crud(crud.list_items, db, skip=skip, limit=limit))
