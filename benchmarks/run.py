@@ -134,7 +134,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         ratios = ", ".join(f"{n} {medians[endpoint][n] / medians[endpoint][REFERENCE]:.2f}x" for n in OURS)
         print(f"  {endpoint:20} vs tutorial: {ratios}")
     failed = 0
-    print("\nTargets:")
+    print("\nTargets (stated for SQLite):" if args.database == "sqlite" else "\nThe targets are stated for SQLite; against them:")
     for endpoint, name, baseline, at_least in TARGETS:
         ratio = medians[endpoint][name] / medians[endpoint][baseline]
         ok = ratio >= at_least
@@ -144,7 +144,7 @@ def main(argv: Optional[List[str]] = None) -> int:
           f"p={FAST_ENV['ARGON2_PARALLELISM']}; the tutorial does not hash): "
           + ", ".join(f"{n} {medians['POST /users/'][n]:.0f} users/s" for n in OURS))
     shutil.rmtree(scratch, ignore_errors=True)
-    return 1 if failed else 0
+    return 1 if failed and args.database == "sqlite" else 0
 
 
 if __name__ == "__main__":
