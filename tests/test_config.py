@@ -89,3 +89,14 @@ def test_serve_with_the_database_down_exits_1_in_one_line_within_seconds():
     assert result.returncode == 1
     assert result.stderr.startswith("legacy_app serve: database error:")
     assert result.stderr.strip().count("\n") == 0 and "Traceback" not in result.stderr
+
+
+def test_serve_without_migrate_on_start_serves_with_the_database_down_and_is_not_ready(tmp_path):
+    from legacy_app.http_client import Client
+    from legacy_app.server_process import ServerProcess
+
+    env = {"DATABASE_URL": "postgresql+psycopg://postgres@127.0.0.1:9/nowhere", "MIGRATE_ON_START": "false"}
+    with ServerProcess("cli", env, tmp_path / "serve.log") as server:
+        assert Client(server.port).request("GET", "/health/ready").status == 503
+    assert "legacy_app: warning: connection budget not checked: " in server.log()
+    assert "Traceback" not in server.log()
