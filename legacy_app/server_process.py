@@ -6,7 +6,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Set
 
 PACKAGE_PARENT = Path(__file__).resolve().parent.parent
 
@@ -26,25 +26,37 @@ class ServerProcess:
         env: Dict[str, str],
         log_path: Path,
         extra_args: Optional[List[str]] = None,
+        cpus: Optional[Set[int]] = None,
     ) -> None:
         self.app = app
         self.env = env
         self.log_path = log_path
         self.extra_args = extra_args or []
+        self.cpus = cpus  # CPUs the server (and every thread it starts) may run on; None: any
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: Optional[subprocess.Popen] = None
         self._log = None
 
     def start(self, timeout: float = 30.0) -> "ServerProcess":
+        return self.launch().wait_until_serving(timeout)
+
+    def launch(self) -> "ServerProcess":
+        """Start the process without waiting for it, so that several servers can start at once."""
         python_path = os.pathsep.join(filter(None, [str(PACKAGE_PARENT), os.environ.get("PYTHONPATH")]))
         env = {**os.environ, **self.env, "PYTHONPATH": python_path}
         self._log = open(self.log_path, "wb")
         runner = ["legacy_app", "serve"] if self.app == "cli" else ["uvicorn", self.app]
         command = [sys.executable, "-m", *runner, "--host", "127.0.0.1", "--port", str(self.port)]
+        cpus = self.cpus
         self.process = subprocess.Popen(
-            command + self.extra_args, env=env, stdout=self._log, stderr=subprocess.STDOUT
+            command + self.extra_args, env=env, stdout=self._log, stderr=subprocess.STDOUT,
+            preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None,
         )
+        return self
+
+    def wait_until_serving(self, timeout: float = 30.0) -> "ServerProcess":
+        assert self.process is not None, "launch() first"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

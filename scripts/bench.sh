@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Benchmark this service (each session strategy) against the tutorial app, side by side, with wrk.
-# Extra arguments go to benchmarks/run.py (--database postgresql, --rounds N, --seconds S).
+# Extra arguments go to benchmarks/run.py (--database postgresql, --rounds N, --health-pairs N, --seconds S, --no-pin).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/_venv.sh
