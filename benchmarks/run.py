@@ -4,17 +4,16 @@ python -m benchmarks.run [--database sqlite|postgresql] [--rounds 5] [--health-p
 
 Every server gets the same data (100 users x 10 items), runs as one uvicorn worker, and gets the
 same wrk load (one thread, 8 connections). Each round starts fresh servers, warms them, and drives
-every endpoint on every server in turn, there and back; a ratio is taken within a round, between servers that ran
-side by side, and the figure reported is the median over the rounds, with its range. Fresh servers
-each round because one process can be a few per cent faster than another running the same code
-(two servers of the same code differed by up to 7 % here), which a 5 % target cannot tolerate from a
-single pair; for the same reason the /health target, a ratio near 1, gets further rounds of its own.
-With two or more CPUs, the servers run on one CPU and wrk on another, so the load generator never
-competes with the server it measures. Prints requests/s, the ratios, and PASS/FAIL for each target;
-POST /users/ is measured last, once per strategy.
+every endpoint on every server in turn, there and back; a ratio is taken within a round, between
+servers that ran side by side, and the figure reported is the median over the rounds, with its
+range. Fresh servers each round because one process can be a few per cent faster than another
+running the same code (two servers of the same code differed by up to 7 % here), which a 5 % target
+cannot tolerate from a single pair; for the same reason the /health target, a ratio near 1, gets
+further rounds of its own. With two or more CPUs, the servers run on one CPU and wrk on another, so
+the load generator never competes with the server it measures. Prints requests/s, the ratios, and
+PASS/FAIL for each target; POST /users/ is measured last, once per strategy.
 """
 import argparse
-import http.client
 import os
 import re
 import shutil
@@ -26,10 +25,10 @@ import tempfile
 import uuid
 from pathlib import Path
 from typing import Dict, List, Optional, Set, Tuple
-from urllib.parse import urlsplit
 
 from legacy_app.config import FLOOR_HASHING_ENV
-from legacy_app.server_process import ServerProcess
+from legacy_app.http_client import Client
+from legacy_app.server_process import ServerProcess, run_on
 
 REFERENCE = "tutorial"
 OURS = ("asgi-middleware", "http-middleware", "yield-dependency")
@@ -73,7 +72,7 @@ def wrk(url: str, seconds: float, cpus: Optional[Set[int]], connections: int = 8
         command[1:1] = ["-s", str(script)]
     output = subprocess.run(
         command, capture_output=True, text=True, check=True,
-        preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None,
+        preexec_fn=run_on(cpus),
     ).stdout
     bad = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     errors = re.search(r"Socket errors: (.*)", output)
@@ -107,18 +106,15 @@ def reference_copy(source: Path, target: Path) -> None:
 
 def warm_up(server: ServerProcess, endpoints: Tuple[str, ...]) -> None:
     """First requests pay for imports, caches and connections; none of that is measured."""
-    address = urlsplit(server.url)
-    connection = http.client.HTTPConnection(address.hostname, address.port, timeout=30)
+    client = Client(server.port, timeout=30)
     try:
         for endpoint in endpoints:
             for _ in range(WARM_UP_REQUESTS):
-                connection.request("GET", endpoint)
-                response = connection.getresponse()
-                response.read()
-                if response.status != 200:
-                    raise RuntimeError(f"{server.url}{endpoint}: warm-up answered {response.status}")
+                status = client.request("GET", endpoint).status
+                if status != 200:
+                    raise RuntimeError(f"{server.url}{endpoint}: warm-up answered {status}")
     finally:
-        connection.close()
+        client.close()
 
 
 def start_servers(

@@ -6,7 +6,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List, Optional, Set
+from typing import Callable, Dict, List, Optional, Set
 
 PACKAGE_PARENT = Path(__file__).resolve().parent.parent
 
@@ -15,6 +15,13 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def run_on(cpus: Optional[Set[int]]) -> Optional[Callable[[], None]]:
+    """A Popen preexec_fn that keeps the child, and every thread it starts, on these CPUs."""
+    if not cpus:
+        return None
+    return lambda: os.sched_setaffinity(0, cpus)
 
 
 class ServerProcess:
@@ -48,10 +55,9 @@ class ServerProcess:
         self._log = open(self.log_path, "wb")
         runner = ["legacy_app", "serve"] if self.app == "cli" else ["uvicorn", self.app]
         command = [sys.executable, "-m", *runner, "--host", "127.0.0.1", "--port", str(self.port)]
-        cpus = self.cpus
         self.process = subprocess.Popen(
             command + self.extra_args, env=env, stdout=self._log, stderr=subprocess.STDOUT,
-            preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None,
+            preexec_fn=run_on(self.cpus),
         )
         return self
 
