@@ -25,8 +25,6 @@ FASTAPI_HAS_LIFESPAN = "lifespan" in inspect.signature(fastapi.FastAPI.__init__)
 if PYDANTIC_V2:
 
     class OrmModel(pydantic.BaseModel):
-        """A response model read from ORM attributes."""
-
         model_config = pydantic.ConfigDict(from_attributes=True)
 
     def field_validator(*names: str) -> Callable[[Callable[..., Any]], Any]:
@@ -35,8 +33,6 @@ if PYDANTIC_V2:
 else:
 
     class OrmModel(pydantic.BaseModel):  # type: ignore[no-redef]
-        """A response model read from ORM attributes."""
-
         class Config:
             orm_mode = True
 
@@ -82,7 +78,7 @@ class ClosedSessionError(sa_exc.InvalidRequestError):
     """The session was closed for good; using it again would check out an orphan connection."""
 
 
-class _FinalCloseSession(Session):
+class _RefuseUseAfterCloseSession(Session):
     """SQLAlchemy 1.4's stand-in for 2.x's ``close_resets_only=False``.
 
     Every statement and flush asks ``get_bind()`` for an engine before it checks out a
@@ -105,11 +101,11 @@ class _FinalCloseSession(Session):
         return super().get_bind(*args, **kwargs)
 
 
-def final_close_options() -> Dict[str, Any]:
+def refuse_use_after_close_options() -> Dict[str, Any]:
     """sessionmaker() options that make a closed Session refuse further use."""
     if SQLALCHEMY_2:
         return {"close_resets_only": False}
-    return {"class_": _FinalCloseSession}
+    return {"class_": _RefuseUseAfterCloseSession}
 
 
 def driver_url(url: str) -> str:

@@ -1,114 +1,116 @@
-"""Data functions. Each borrows the request's session and is one complete unit of work.
+"""The tutorial's six data functions, hardened; each borrows the request's session.
 
-Every function ends its transaction before returning (commit, or rollback on refusal), so no
-pooled connection stays checked out while the response is sent. Reads select plain columns and
-return the API's read shapes as dicts: building ORM objects and then validating them again
-against the response model cost more than the queries themselves (benchmarks/run.py).
+What differs from the tutorial, and why:
+- Every function ends its transaction before it returns (commit, or rollback when it refuses), so
+  no pooled connection stays checked out while the response is serialised and sent.
+- What a function returns is loaded in full before that: a user comes with its items (one more
+  query for a whole page of users, never one per user), and with expire_on_commit=False
+  (sessions.make_session_factory) the commit leaves the objects loaded, so serialising them runs
+  no query.
+- Writes start with begin_write() (BEGIN IMMEDIATE on SQLite); a duplicate email, also one that a
+  concurrent registration committed first, and an item for a missing user return None and store
+  nothing. Emails are stored lower-cased and looked up lower-cased.
 """
-from typing import Any, Dict, Iterable, List, Optional
+from typing import Dict, List, Optional
 
-from sqlalchemy import bindparam, select
-from sqlalchemy.engine import Connection
+from argon2 import PasswordHasher
+from sqlalchemy import select
+from sqlalchemy.engine import Result
+from sqlalchemy.sql import Executable
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload, selectinload
 
+from . import models, schemas
 from .database import begin_write
-from .models import Item, User
+from .security import default_password_hasher
 
-UserOut = Dict[str, Any]  # {email, id, is_active, items: [ItemOut]}, as schemas.User
-ItemOut = Dict[str, Any]  # {title, description, id, owner_id}, as schemas.Item
-
-# Statements built once: reads run them on the session's connection (Core execution; the ORM
-# layer has nothing to add to plain column reads).
-_USER_COLUMNS = (User.email, User.id, User.is_active)
-_ITEM_COLUMNS = (Item.title, Item.description, Item.id, Item.owner_id)
-# One user and its items in one statement (a user without items gives one row of NULL items).
-_USER_WITH_ITEMS = (
-    select(*_USER_COLUMNS, *_ITEM_COLUMNS)
-    .outerjoin(Item, Item.owner_id == User.id)
-    .where(User.id == bindparam("user_id"))
-    .order_by(Item.id)
-)
-_USERS_PAGE = select(*_USER_COLUMNS).order_by(User.id).offset(bindparam("skip")).limit(bindparam("limit"))
-_USER_BY_EMAIL = _USERS_PAGE.where(User.email == bindparam("email"))
-_ITEMS_OF_USER = select(*_ITEM_COLUMNS).where(Item.owner_id == bindparam("owner_id")).order_by(Item.id)
-_ITEMS_OF_USERS = select(*_ITEM_COLUMNS).where(Item.owner_id.in_(bindparam("owner_ids", expanding=True))).order_by(Item.id)
-_ITEMS_PAGE = select(*_ITEM_COLUMNS).order_by(Item.id).offset(bindparam("skip")).limit(bindparam("limit"))
+# One user: its items in the same statement (an outer join), 241 µs against 400 µs for a second
+# SELECT ... IN (measured in-process, SQLite, 10 items). A page of users: one more statement for
+# all their items, cheaper than joining a LIMITed page (4.5 against 5.3 ms for 100 users).
+_USER_WITH_ITEMS = select(models.User).options(joinedload(models.User.items))
+_USERS_WITH_ITEMS = select(models.User).options(selectinload(models.User.items)).order_by(models.User.id)
+_ITEMS = select(models.Item).order_by(models.Item.id)
+_REFRESH = {"populate_existing": True}
+_AS_LOADED: Dict[str, bool] = {}
 
 
-def get_user(db: Session, *, user_id: int) -> Optional[UserOut]:
-    rows = db.connection().execute(_USER_WITH_ITEMS, {"user_id": user_id}).all()
+def _read(db: Session, statement: Executable) -> Result:
+    """Run a read; objects the session holds from an earlier transaction come back refreshed.
+
+    A caller may make several calls on one session: without populate_existing, a user loaded by
+    the first would be returned as it was then, its items included. A new session (a request's)
+    holds nothing, and skips the refresh work (a quarter of loading 100 items).
+    """
+    return db.execute(statement, execution_options=_REFRESH if db.identity_map else _AS_LOADED)
+
+
+def get_user(db: Session, user_id: int) -> Optional[models.User]:
+    user = _read(db, _USER_WITH_ITEMS.where(models.User.id == user_id)).unique().scalar_one_or_none()
     db.commit()
-    if not rows:
-        return None
-    email, id_, is_active = rows[0][:3]
-    items = [_item(*row[3:]) for row in rows if row[5] is not None]  # row[5]: the item's id
-    return {"email": email, "id": id_, "is_active": is_active, "items": items}
+    return user
 
 
-def list_users(db: Session, *, skip: int, limit: int, email: Optional[str] = None) -> List[UserOut]:
-    connection = db.connection()
-    if email is None:
-        rows = connection.execute(_USERS_PAGE, {"skip": skip, "limit": limit})
-    else:
-        rows = connection.execute(_USER_BY_EMAIL, {"skip": skip, "limit": limit, "email": email.lower()})
-    users = _with_items(connection, rows)
+def get_user_by_email(db: Session, email: str) -> Optional[models.User]:
+    statement = _USER_WITH_ITEMS.where(models.User.email == email.lower())
+    user = _read(db, statement).unique().scalar_one_or_none()
+    db.commit()
+    return user
+
+
+def get_users(db: Session, skip: int = 0, limit: int = 100) -> List[models.User]:
+    users = list(_read(db, _USERS_WITH_ITEMS.offset(skip).limit(limit)).scalars())
     db.commit()
     return users
 
 
-def list_items(db: Session, *, skip: int, limit: int) -> List[ItemOut]:
-    rows = db.connection().execute(_ITEMS_PAGE, {"skip": skip, "limit": limit})
-    items = [_item(*row) for row in rows]
+def get_users_with_email(db: Session, email: str, skip: int = 0, limit: int = 100) -> List[models.User]:
+    """get_users() narrowed to one address (any case): what GET /users/?email= lists."""
+    statement = _USERS_WITH_ITEMS.where(models.User.email == email.lower()).offset(skip).limit(limit)
+    users = list(_read(db, statement).scalars())
     db.commit()
-    return items
-
-
-def _with_items(connection: Connection, user_rows: Iterable[Any]) -> List[UserOut]:
-    """Users with their items: two queries whatever the page size (users, then one IN (...))."""
-    users = [{"email": email, "id": id_, "is_active": is_active, "items": []} for email, id_, is_active in user_rows]
-    if users:
-        by_id = {user["id"]: user for user in users}
-        if len(users) == 1:  # a plain `=` is cheaper to prepare than an expanding IN (...)
-            rows = connection.execute(_ITEMS_OF_USER, {"owner_id": users[0]["id"]})
-        else:
-            rows = connection.execute(_ITEMS_OF_USERS, {"owner_ids": list(by_id)})
-        for row in rows:
-            by_id[row[3]]["items"].append(_item(*row))
     return users
 
 
-def _item(title: str, description: Optional[str], id_: int, owner_id: int) -> ItemOut:
-    return {"title": title, "description": description, "id": id_, "owner_id": owner_id}
+def create_user(
+    db: Session, user: schemas.UserCreate, *, hasher: Optional[PasswordHasher] = None
+) -> Optional[models.User]:
+    """The new user, or None when the email is already registered (also when two requests race).
 
-
-def create_user(db: Session, *, email: str, hashed_password: str) -> Optional[UserOut]:
-    """The new user, or None when the email is already registered (also when two requests race)."""
+    The password is stored as an argon2id hash: `hasher`'s parameters, or those of the settings.
+    It is hashed before the transaction begins, so no lock or connection is held meanwhile.
+    """
+    hashed_password = (hasher or default_password_hasher()).hash(user.password)
     begin_write(db)
-    if db.execute(select(User.id).where(User.email == email)).first() is not None:
+    if db.execute(select(models.User.id).where(models.User.email == user.email)).first() is not None:
         db.rollback()
         return None
-    user = User(email=email, hashed_password=hashed_password, is_active=True)
-    db.add(user)
+    db_user = models.User(email=user.email, hashed_password=hashed_password, is_active=True, items=[])
+    db.add(db_user)
     try:
         db.commit()
     except IntegrityError:  # a concurrent registration won the unique index
         db.rollback()
         return None
-    return {"email": user.email, "id": user.id, "is_active": user.is_active, "items": []}
+    return db_user
 
 
-def create_user_item(db: Session, *, user_id: int, title: str, description: Optional[str]) -> Optional[ItemOut]:
+def get_items(db: Session, skip: int = 0, limit: int = 100) -> List[models.Item]:
+    items = list(_read(db, _ITEMS.offset(skip).limit(limit)).scalars())
+    db.commit()
+    return items
+
+
+def create_user_item(db: Session, item: schemas.ItemCreate, user_id: int) -> Optional[models.Item]:
     """The new item, or None when the owner does not exist (nothing is stored then)."""
     begin_write(db)
-    if db.get(User, user_id) is None:
+    if db.execute(select(models.User.id).where(models.User.id == user_id)).first() is None:
         db.rollback()
         return None
-    item = Item(title=title, description=description, owner_id=user_id)
-    db.add(item)
+    db_item = models.Item(title=item.title, description=item.description, owner_id=user_id)
+    db.add(db_item)
     try:
         db.commit()
     except IntegrityError:  # the owner was deleted in between: the foreign key refused the row
         db.rollback()
         return None
-    return _item(item.title, item.description, item.id, item.owner_id)
+    return db_item

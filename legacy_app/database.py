@@ -1,17 +1,39 @@
-"""Engine and session factory, with the per-dialect setup each database needs."""
+"""The tutorial's `engine`, `SessionLocal` and `Base`, and the per-dialect setup each database needs.
+
+`engine` and `SessionLocal` are built from the settings (the environment) when first used, so
+importing this module connects to nothing; create_app(settings, engine=..., session_factory=...)
+builds others for tests.
+"""
 import os
 import weakref
-from typing import Any, Callable, Dict, Union
+from typing import Any, Dict, Union
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import URL, Connection, Engine, make_url
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, declarative_base
 from sqlalchemy.pool import QueuePool, StaticPool
 
 from . import compat
 from .config import Settings
 
-SessionFactory = Callable[[], Session]
+# sqlalchemy.orm.declarative_base exists from 1.4 on; the old ext.declarative path warns on 1.4 and 2.x.
+Base = declarative_base()
+
+_built: Dict[str, Any] = {}
+
+
+def __getattr__(name: str) -> Any:
+    """`engine` and `SessionLocal`, made on first use (a module __getattr__, PEP 562)."""
+    if name not in ("engine", "SessionLocal"):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if not _built:
+        from .sessions import make_session_factory
+
+        settings = Settings.from_env()
+        engine = create_engine_from(settings)
+        _built.update(engine=engine, SessionLocal=make_session_factory(engine, settings.session_strategy))
+    return _built[name]
+
 
 # Execution option a write transaction sets before its first statement (see begin_write).
 _WRITE_INTENT = "legacy_app_write"
@@ -55,40 +77,6 @@ def create_engine_from(settings: Settings) -> Engine:
 def is_memory_sqlite(url: Union[str, URL]) -> bool:
     parsed = make_url(url)
     return parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:")
-
-
-class RequestSession(Session):
-    """A Session whose close() returns at once when there is nothing to close.
-
-    The middleware strategies open and close a session on every request, also on routes that
-    never use it (/health). Session.close() of such a session still replaces its empty identity
-    map and builds the session's event dispatcher to detach no objects: about 6 µs of the 11 µs a
-    session costs such a request (measured in-process). With no transaction there is no connection
-    to return, and with no object there is nothing to expunge, so skipping that work changes nothing.
-    """
-
-    def close(self) -> None:
-        # add() also begins the transaction, so `new` is a belt-and-braces check; objects marked
-        # deleted stay in the identity map until a flush.
-        if self.in_transaction() or self.identity_map or self.new:
-            super().close()
-
-
-def make_session_factory(engine: Engine, *, final_close: bool = False) -> SessionFactory:
-    """sessionmaker for request sessions.
-
-    expire_on_commit=False: crud functions commit and then hand loaded objects to the response,
-    which must not trigger a new query (and connection) while serialising.
-    final_close: a closed session refuses further use instead of silently opening a new
-    transaction on a connection nobody returns (needed by the http-middleware strategy); such a
-    session is always closed in full, as its close also marks it unusable.
-    """
-    options: Dict[str, Any] = {"bind": engine, "autoflush": False, "expire_on_commit": False}
-    if final_close:
-        options.update(compat.final_close_options())
-    else:
-        options["class_"] = RequestSession
-    return sessionmaker(**options)
 
 
 def begin_write(db: Session) -> None:

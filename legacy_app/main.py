@@ -1,4 +1,9 @@
-"""create_app(settings) builds the service; `app` is what uvicorn serves."""
+"""create_app(settings) builds the service; `app` is what uvicorn serves, and `get_db` what routes ask for.
+
+`app` uses the tutorial's database.engine and database.SessionLocal, so a test may bind
+Base.metadata.create_all() to that engine, or override get_db through app.dependency_overrides.
+"""
+import gc
 import logging
 import sys
 from typing import Optional
@@ -7,15 +12,17 @@ from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 from sqlalchemy.engine import Engine
 
-from . import compat, migrate
-from .config import HTTP_MIDDLEWARE, ConfigError, Settings
-from .database import SessionFactory, create_engine_from, make_session_factory
+from . import compat, database, migrate
+from .config import ConfigError, Settings
+from .database import create_engine_from
 from .errors import COMMON_RESPONSES, install_error_handlers
-from .http_guards import HttpGuards
+from .http_protection import BodyLimitAndSecurityHeaders
 from .request_log import install_request_logging
 from .routers import health, items, users
 from .security import make_password_hasher
-from .sessions import install_session_strategy
+from .sessions import SessionFactory, get_db, install_session_strategy, make_session_factory
+
+__all__ = ["app", "create_app", "get_db"]
 
 logger = logging.getLogger("legacy_app")
 
@@ -29,34 +36,43 @@ def create_app(
     """The API with the configured session strategy.
 
     engine replaces the one built from settings.database_url; session_factory replaces the
-    default sessionmaker for every strategy (tests pass one that records or fails), which
-    `app.dependency_overrides` cannot do, as it does not reach middleware.
+    strategy's sessionmaker, for the middleware as much as for the yield dependency (tests pass
+    one that records or fails), where app.dependency_overrides[get_db] only changes what routes get.
     """
     settings = settings or Settings.from_env()
     engine = engine or create_engine_from(settings)
     if session_factory is None:
-        session_factory = make_session_factory(engine, final_close=settings.session_strategy == HTTP_MIDDLEWARE)
+        session_factory = make_session_factory(engine, settings.session_strategy)
 
     def startup() -> None:
         if settings.migrate_on_start:
             note = migrate.upgrade(engine)
             if note:
                 logger.warning("%s", note)
+        # What imports and start-up made lives as long as the server: frozen, the collector stops
+        # rescanning it at every full collection, which a request loading a thousand ORM objects
+        # triggers (measured in-process, a page of 100 users with their items: mean 11.5-13.7 ms
+        # without, 6.7-6.8 ms with; the median, about 6.6 ms, is the same).
+        gc.freeze()
+
+    def shutdown() -> None:
+        gc.unfreeze()  # collectable again: a test process starts and stops many apps
+        engine.dispose()
 
     # /docs and /redoc with Swagger UI and ReDoc served from the package, not a CDN: they work offline.
     app = FastAPIOffline(
         title="legacy_app",
         version="1.0.0",
         swagger_ui_parameters={"validatorUrl": None},  # no badge fetched from validator.swagger.io
-        **compat.lifespan_kwargs(startup, engine.dispose),
+        **compat.lifespan_kwargs(startup, shutdown),
     )
     app.state.settings = settings
     app.state.engine = engine
     app.state.password_hasher = make_password_hasher(settings)
     install_session_strategy(app, settings.session_strategy, session_factory)
     install_error_handlers(app)
-    app.add_middleware(HttpGuards, max_body_bytes=settings.max_body_bytes)  # sees every response
-    install_request_logging(app)  # outermost: logs every response, HttpGuards' 413s included
+    app.add_middleware(BodyLimitAndSecurityHeaders, max_body_bytes=settings.max_body_bytes)  # sees every response
+    install_request_logging(app)  # outermost: logs every response, the body limit's 413s included
     app.include_router(users.router, responses=COMMON_RESPONSES)
     app.include_router(items.router, responses=COMMON_RESPONSES)
     app.include_router(health.router, responses=COMMON_RESPONSES)
@@ -64,6 +80,6 @@ def create_app(
 
 
 try:
-    app = create_app()
+    app = create_app(engine=database.engine, session_factory=database.SessionLocal)
 except ConfigError as error:
     sys.exit(f"legacy_app: configuration error: {error}")

@@ -5,10 +5,9 @@ string lengths (MariaDB needs them; they also bound the input), and no index on
 `description` (a 2,000-character key exceeds MariaDB's index limit and no query uses it).
 """
 from sqlalchemy import Boolean, Column, ForeignKey, Integer, String
-# sqlalchemy.orm.declarative_base exists from 1.4 on; the old ext.declarative path warns on 1.4 and 2.x.
-from sqlalchemy.orm import declarative_base, relationship
+from sqlalchemy.orm import relationship
 
-Base = declarative_base()
+from .database import Base
 
 EMAIL_MAX_LENGTH = 254  # RFC 5321 path limit, as email-validator enforces
 TITLE_MAX_LENGTH = 200

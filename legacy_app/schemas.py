@@ -1,8 +1,9 @@
-"""Request and response bodies: the tutorial's shapes.
+"""Request and response bodies: the tutorial's ItemBase/ItemCreate/Item and UserBase/UserCreate/User.
 
-Input models carry every bound, and take strings only as strings (Pydantic 1 would turn
-12345 into "12345"); response models carry none, so a row that an older app
-stored (an empty title, an address today's validator rejects) is still served, not a 500.
+Input models (…Create) carry every bound, and take strings only as strings (Pydantic 1 would turn
+12345 into "12345"); read models (Item, User) carry none and read ORM objects (orm_mode /
+from_attributes, through compat.OrmModel), so a row that an older app stored (an empty title, an
+address today's validator rejects) is still served, not a 500.
 """
 from typing import List, Optional
 
@@ -34,7 +35,12 @@ def _encodable(value: Optional[str]) -> Optional[str]:
     return value
 
 
-class ItemCreate(BaseModel):
+class ItemBase(BaseModel):
+    title: str
+    description: Optional[str] = Field(None, **schema_only(**NULLABLE))
+
+
+class ItemCreate(ItemBase):
     title: StrictStr = Field(..., min_length=1, max_length=TITLE_MAX_LENGTH, **schema_only(pattern=NO_NUL))
     description: Optional[StrictStr] = Field(
         None, max_length=DESCRIPTION_MAX_LENGTH, **schema_only(pattern=NO_NUL, **NULLABLE)
@@ -45,9 +51,7 @@ class ItemCreate(BaseModel):
         return _storable(value)
 
 
-class Item(OrmModel):
-    title: str
-    description: Optional[str] = Field(None, **schema_only(**NULLABLE))
+class Item(ItemBase, OrmModel):
     id: int
     owner_id: int
 
@@ -57,7 +61,11 @@ class Item(OrmModel):
 NOT_SPECIAL_USE_DOMAIN = r"^(?!.*\.(arpa|invalid|local|localhost|onion|test)\.?$).*$"
 
 
-class UserCreate(BaseModel):
+class UserBase(BaseModel):
+    email: str
+
+
+class UserCreate(UserBase):
     email: EmailStr = Field(..., **schema_only(pattern=NOT_SPECIAL_USE_DOMAIN))
     password: StrictStr = Field(..., min_length=1, max_length=PASSWORD_MAX_LENGTH)
 
@@ -71,8 +79,7 @@ class UserCreate(BaseModel):
         return _encodable(value)  # type: ignore[return-value]
 
 
-class User(OrmModel):
-    email: str
+class User(UserBase, OrmModel):
     id: int
     is_active: bool
     items: List[Item] = []

@@ -8,6 +8,7 @@ import os
 from typing import Callable, Iterator
 
 import pytest
+from argon2 import PasswordHasher
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import text
@@ -25,6 +26,8 @@ DATABASES = ("sqlite",) + tuple(SERVER_DATABASES)
 
 # The OWASP floor: the cheapest parameters the service accepts, so tests stay fast.
 FAST_HASHING = {"argon2_time_cost": ARGON2_MIN_TIME_COST, "argon2_memory_kib": ARGON2_MIN_MEMORY_KIB, "argon2_parallelism": 1}
+# Far below that floor, for crud calls in tests whose subject is not the hash (hundreds of writes).
+CHEAP_HASHER = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
 
 
 def database_url_for(kind: str, tmp_path) -> str:

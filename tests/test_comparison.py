@@ -6,15 +6,18 @@ import sys
 import pytest
 
 from legacy_app.comparison import scenarios
-from legacy_app.comparison.runner import PROBE_APP, run_comparison
+from legacy_app.comparison.runner import run_comparison
 from legacy_app.config import STRATEGIES
 from legacy_app.server_process import PACKAGE_PARENT, ServerProcess
+
+# The package's probe plus routes that misbehave on purpose (tests/probe_with_controls.py).
+PROBE_WITH_CONTROLS = "tests.probe_with_controls:app"
 
 
 @pytest.fixture
 def asgi_probe(tmp_path):
     env = {"DATABASE_URL": f"sqlite:///{tmp_path / 'probe.db'}", "SESSION_STRATEGY": "asgi-middleware"}
-    with ServerProcess(PROBE_APP, env=env, log_path=tmp_path / "probe.log") as server:
+    with ServerProcess(PROBE_WITH_CONTROLS, env=env, log_path=tmp_path / "probe.log") as server:
         yield scenarios.Probe(server.port)
 
 

@@ -13,7 +13,7 @@ import requests
 from fastapi.testclient import TestClient
 
 from legacy_app.config import Settings
-from legacy_app.http_guards import HEADERS
+from legacy_app.http_protection import HEADERS
 from legacy_app.main import create_app
 
 CHROMIUM = shutil.which("chromium")

@@ -1,4 +1,4 @@
-"""RequestSession.close(): skips the work only when a session has nothing to close.
+"""SkipEmptyCloseSession.close(): skips the work only when a session has nothing to close.
 
 Every case runs on each database: whatever the session holds (a transaction, pending objects,
 loaded objects), close() releases it exactly as Session.close() does.
@@ -8,7 +8,9 @@ from sqlalchemy import select, text
 
 from legacy_app import migrate
 from legacy_app.config import Settings
-from legacy_app.database import RequestSession, create_engine_from, make_session_factory
+from legacy_app.config import HTTP_MIDDLEWARE
+from legacy_app.database import create_engine_from
+from legacy_app.sessions import SkipEmptyCloseSession, make_session_factory
 from legacy_app.models import User
 
 from .conftest import FAST_HASHING, count_rows
@@ -27,9 +29,9 @@ def factory(engine):
     return make_session_factory(engine)
 
 
-def test_request_sessions_are_request_session_unless_final_close(engine):
-    assert isinstance(make_session_factory(engine)(), RequestSession)
-    assert not isinstance(make_session_factory(engine, final_close=True)(), RequestSession)
+def test_sessions_skip_an_empty_close_except_those_that_refuse_use_after_close(engine):
+    assert isinstance(make_session_factory(engine)(), SkipEmptyCloseSession)
+    assert not isinstance(make_session_factory(engine, HTTP_MIDDLEWARE)(), SkipEmptyCloseSession)
 
 
 def test_closing_an_unused_session_does_no_work_and_leaves_it_usable(factory, engine):

@@ -10,12 +10,12 @@ from sqlalchemy.exc import InvalidRequestError
 from sqlalchemy.orm import Session
 
 from legacy_app.config import ASGI_MIDDLEWARE, HTTP_MIDDLEWARE, YIELD_DEPENDENCY, Settings
-from legacy_app.database import create_engine_from, make_session_factory
+from legacy_app.database import create_engine_from
 from legacy_app.deps import DbSession
 from legacy_app.main import create_app
 from legacy_app.models import User
 from legacy_app.routers import users
-from legacy_app.sessions import SessionMiddlewareMissing
+from legacy_app.sessions import SessionMiddlewareMissing, make_session_factory
 
 from .conftest import FAST_HASHING, count_rows
 
@@ -78,7 +78,7 @@ def add_probe_routes(app: FastAPI, events: List[str]) -> None:
 @pytest.fixture
 def recorder(settings: Settings):
     engine = create_engine_from(settings)
-    factory = make_session_factory(engine, final_close=settings.session_strategy == HTTP_MIDDLEWARE)
+    factory = make_session_factory(engine, settings.session_strategy)
     yield SessionRecorder(factory, engine)
     engine.dispose()
 
@@ -178,15 +178,16 @@ def test_missing_middleware_is_a_clear_error():
             client.get("/users/")
 
 
-@pytest.mark.parametrize("final_close", [True, False])
-def test_final_close_refuses_reuse_instead_of_leaking_a_connection(database_url, final_close):
+@pytest.mark.parametrize("refuses_use_after_close", [True, False])
+def test_refusing_use_after_close_prevents_leaking_a_connection(database_url, refuses_use_after_close):
     engine = create_engine_from(Settings(database_url=database_url, **FAST_HASHING))
     try:
-        db = make_session_factory(engine, final_close=final_close)()
+        strategy = HTTP_MIDDLEWARE if refuses_use_after_close else ASGI_MIDDLEWARE
+        db = make_session_factory(engine, strategy)()
         db.execute(text("SELECT 1"))
         db.close()
         assert engine.pool.checkedout() == 0
-        if final_close:
+        if refuses_use_after_close:
             with pytest.raises(InvalidRequestError):
                 db.execute(text("SELECT 1"))
             assert engine.pool.checkedout() == 0
@@ -200,7 +201,7 @@ def test_final_close_refuses_reuse_instead_of_leaking_a_connection(database_url,
         engine.dispose()
 
 
-def test_only_the_http_middleware_strategy_uses_final_close(database_url):
+def test_only_the_http_middleware_strategy_refuses_use_after_close(database_url):
     for strategy in (ASGI_MIDDLEWARE, HTTP_MIDDLEWARE, YIELD_DEPENDENCY):
         app = create_app(Settings(database_url=database_url, session_strategy=strategy, **FAST_HASHING))
         db = app.state.session_factory()

@@ -7,8 +7,12 @@ from sqlalchemy.exc import IntegrityError
 
 from legacy_app import crud
 from legacy_app.config import Settings
-from legacy_app.database import create_engine_from, make_session_factory
+from legacy_app.database import create_engine_from
 from legacy_app.models import Base
+from legacy_app.schemas import ItemCreate, UserCreate
+from legacy_app.sessions import make_session_factory
+
+from .conftest import CHEAP_HASHER
 
 
 @pytest.fixture
@@ -43,8 +47,8 @@ def test_an_item_for_a_missing_user_is_refused_by_the_database_itself(engine):
 def test_sixteen_concurrent_read_then_write_transactions_never_hit_database_is_locked(engine):
     session_factory = make_session_factory(engine)
     with session_factory() as db:
-        owner = crud.create_user(db, email="owner@example.com", hashed_password="x")
-        owner_id = owner["id"]
+        owner = crud.create_user(db, UserCreate(email="owner@example.com", password="x"), hasher=CHEAP_HASHER)
+        owner_id = owner.id
     errors = []
     writes_per_thread = 25
     start = threading.Barrier(16)
@@ -55,8 +59,9 @@ def test_sixteen_concurrent_read_then_write_transactions_never_hit_database_is_l
             try:
                 with session_factory() as db:
                     # Both read before they write: the case that fails at once without BEGIN IMMEDIATE.
-                    assert crud.create_user(db, email=f"w{n}-{k}@example.com", hashed_password="x") is not None
-                    assert crud.create_user_item(db, user_id=owner_id, title=f"{n}-{k}", description=None)
+                    new_user = UserCreate(email=f"w{n}-{k}@example.com", password="x")
+                    assert crud.create_user(db, new_user, hasher=CHEAP_HASHER) is not None
+                    assert crud.create_user_item(db, ItemCreate(title=f"{n}-{k}"), user_id=owner_id)
             except Exception as error:  # any failure is the finding; keep it for the assertion
                 errors.append(repr(error))
 

@@ -23,8 +23,9 @@ from sqlalchemy.orm import Session
 from starlette.responses import JSONResponse, StreamingResponse
 
 from .. import schemas
-from ..config import HTTP_MIDDLEWARE, Settings
-from ..database import create_engine_from, make_session_factory
+from ..config import Settings
+from ..database import create_engine_from
+from ..sessions import make_session_factory
 from ..deps import DbSession
 from ..main import create_app
 from ..models import User
@@ -36,7 +37,6 @@ STREAM_CHUNKS = 5
 
 _events: List[Dict[str, Any]] = []
 _events_lock = threading.Lock()
-_leaked_on_purpose: List[Session] = []
 session_mark: contextvars.ContextVar = contextvars.ContextVar("session_mark")
 
 
@@ -181,30 +181,11 @@ def add_probe_routes(app: FastAPI) -> None:
         time.sleep(SLOW_SECONDS)
         return users
 
-    # Controls: deliberately broken routes that prove each observer sees what it reports.
-    @app.get("/probe/control/leak")
-    def leak(db: Session = DbSession):
-        stray = app.state.session_factory.factory()  # bypasses the strategy: nobody closes it
-        stray.execute(text("SELECT 1"))
-        _leaked_on_purpose.append(stray)
-        return {"ok": True}
-
-    @app.post("/probe/control/commit-then-error")
-    def commit_then_error(db: Session = DbSession):
-        db.add(User(email=PROBE_EMAIL, hashed_password="x"))
-        db.commit()
-        raise RuntimeError("probe: error after commit")
-
-    @app.get("/probe/control/close-early")
-    def close_early(db: Session = DbSession):
-        db.close()
-        return {"ok": True}
-
 
 def build() -> ResponseRecorder:
     settings = Settings.from_env()
     engine = create_engine_from(settings)
-    factory = make_session_factory(engine, final_close=settings.session_strategy == HTTP_MIDDLEWARE)
+    factory = make_session_factory(engine, settings.session_strategy)
     observed = ObservedSessionFactory(factory, fails=os.environ.get("PROBE_FACTORY_FAILS") == "1")
     event.listen(engine, "checkout", lambda *args: record("pool.checkout"))
     event.listen(engine, "checkin", lambda *args: record("pool.checkin"))

@@ -1,11 +1,10 @@
 from typing import List
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
 from .. import crud, schemas
-from ..db_threads import run_crud
+from ..db_calls import run_read
 from ..deps import DbSession
 from .params import Limit, Skip
 
@@ -15,4 +14,4 @@ router = APIRouter(prefix="/items", tags=["items"])
 @router.get("/", response_model=List[schemas.Item])
 async def read_items(skip: int = Skip, limit: int = Limit, db: Session = DbSession):
     """Items of all users, ordered by id."""
-    return JSONResponse(await run_crud(crud.list_items, db, skip=skip, limit=limit))
+    return await run_read(crud.get_items, db, skip=skip, limit=limit)

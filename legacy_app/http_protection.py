@@ -1,4 +1,4 @@
-"""A pure ASGI middleware for every response: body size limit and protective headers."""
+"""A pure ASGI middleware for every response: a request body size limit, and protective headers."""
 from typing import Any, Dict, List, Tuple
 
 from starlette.exceptions import HTTPException
@@ -30,7 +30,7 @@ def too_large_detail(limit: int) -> str:
     return f"Request body larger than {limit} bytes"
 
 
-class HttpGuards:
+class BodyLimitAndSecurityHeaders:
     def __init__(self, app: Any, max_body_bytes: int) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
