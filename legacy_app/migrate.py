@@ -1,6 +1,6 @@
-"""Schema migrations with Alembic, and adoption of databases the tutorial app created."""
+"""Schema migrations with Alembic, and adoption of databases that create_all() made."""
 from pathlib import Path
-from typing import List, Optional
+from typing import Dict, FrozenSet, List, Optional, Set, Tuple
 
 from alembic import command
 from alembic.autogenerate import compare_metadata
@@ -13,7 +13,16 @@ from sqlalchemy.engine import Engine
 from .models import Base
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
-TUTORIAL_REVISION = "0001"  # the schema the tutorial's create_all() produced
+VERSION_TABLE = "alembic_version"
+
+# What each revision leaves in a database, oldest revision first. A database without a version
+# table (made by create_all() of our models or of the tutorial's) is stamped at the newest revision
+# it holds, so upgrading does not create again what is there. Each new migration adds its marker
+# here: an object it creates that create_all() of the models also creates (a test fails until it does).
+ADOPTION_MARKERS: Dict[str, FrozenSet[str]] = {
+    "0001": frozenset({"table users", "table items"}),
+    "0002": frozenset({"index items.ix_items_owner_id"}),
+}
 
 
 def alembic_config(engine: Engine) -> Config:
@@ -31,20 +40,59 @@ def _run(engine: Engine, action: str, *args: object, **kwargs: object) -> None:
         getattr(command, action)(config, *args, **kwargs)
 
 
-def is_unversioned_tutorial_database(engine: Engine) -> bool:
-    tables = set(inspect(engine).get_table_names())
-    return "alembic_version" not in tables and {"users", "items"} <= tables
+def schema_objects(engine: Engine) -> Set[str]:
+    """The tables and indexes in the database, named as ADOPTION_MARKERS names them."""
+    with engine.connect() as connection:
+        inspector = inspect(connection)
+        tables = inspector.get_table_names()
+        indexes = {f"index {table}.{index['name']}" for table in tables for index in inspector.get_indexes(table)}
+    return {f"table {table}" for table in tables} | indexes
+
+
+def newest_revision_held(objects: Set[str]) -> Tuple[Optional[str], Optional[str]]:
+    """The newest revision whose markers, and every older revision's, are in `objects`; and the next one.
+
+    It stops at the first revision missing an object: stamping past it would skip that migration
+    for good, while stopping lets a later migration fail loudly on what is already there.
+    """
+    held = None
+    for revision, marker in ADOPTION_MARKERS.items():
+        if not marker <= objects:
+            return held, revision
+        held = revision
+    return held, None
+
+
+def adopt(engine: Engine) -> Optional[str]:
+    """Stamp a database that has no version table at the newest revision it holds.
+
+    Returns a note saying which revision was stamped and why, or None when there was nothing to adopt.
+    """
+    objects = schema_objects(engine)
+    if f"table {VERSION_TABLE}" in objects:
+        return None
+    held, missing = newest_revision_held(objects)
+    if held is None:
+        return None
+    stamp(engine, held)
+    return _adoption_note(held, missing, objects)
+
+
+def _adoption_note(held: str, missing: Optional[str], objects: Set[str]) -> str:
+    revisions_so_far = list(ADOPTION_MARKERS)[: list(ADOPTION_MARKERS).index(held) + 1]
+    found = "; ".join(f"{', '.join(sorted(ADOPTION_MARKERS[revision]))} ({revision})" for revision in revisions_so_far)
+    why = f"it holds {found}"
+    if missing is not None:
+        why += f" but not {', '.join(sorted(ADOPTION_MARKERS[missing] - objects))} ({missing})"
+    return f"adopted an unversioned database: stamped revision {held}, as {why}"
 
 
 def upgrade(engine: Engine, revision: str = "head") -> Optional[str]:
-    """Bring the database to `revision`; a tutorial-made database is stamped first.
+    """Bring the database to `revision`; a database without a version table is adopted first.
 
-    Returns a note when it adopted such a database, for the start-up log.
+    Returns adopt()'s note when it adopted one, for the start-up log.
     """
-    note = None
-    if is_unversioned_tutorial_database(engine):
-        _run(engine, "stamp", TUTORIAL_REVISION)
-        note = f"adopted an existing tutorial database: stamped revision {TUTORIAL_REVISION}"
+    note = adopt(engine)
     _run(engine, "upgrade", revision)
     return note
 
@@ -57,10 +105,19 @@ def stamp(engine: Engine, revision: str) -> None:
     _run(engine, "stamp", revision)
 
 
-def head_revision() -> str:
+def _scripts() -> ScriptDirectory:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
-    return ScriptDirectory.from_config(config).get_current_head()
+    return ScriptDirectory.from_config(config)
+
+
+def head_revision() -> str:
+    return _scripts().get_current_head()
+
+
+def revisions() -> List[str]:
+    """Every revision, oldest first."""
+    return [script.revision for script in reversed(list(_scripts().walk_revisions()))]
 
 
 def current_revision(engine: Engine) -> Optional[str]:

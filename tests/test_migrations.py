@@ -1,4 +1,4 @@
-"""Alembic: migrations match the models, run on every database, and adopt tutorial-made databases."""
+"""Alembic: migrations match the models, run on every database, and adopt databases create_all() made."""
 import subprocess
 import sys
 
@@ -79,6 +79,73 @@ def test_a_database_created_by_the_tutorial_app_is_adopted_with_its_data(empty_e
         assert client.post("/users/", json={"email": "OLD@example.com", "password": "pw"}).status_code == 400
     assert migrate.current_revision(empty_engine) == migrate.head_revision()
     app.state.engine.dispose()
+
+
+def owner_index_present(engine) -> bool:
+    return "ix_items_owner_id" in {index["name"] for index in inspect(engine).get_indexes("items")}
+
+
+def test_every_migration_names_the_schema_objects_that_mark_it_for_adoption():
+    assert list(migrate.ADOPTION_MARKERS) == migrate.revisions()
+
+
+def test_adoption_stops_before_the_first_revision_whose_objects_are_missing():
+    tables = {"table users", "table items"}
+    assert migrate.newest_revision_held(set()) == (None, "0001")
+    assert migrate.newest_revision_held(tables) == ("0001", "0002")
+    assert migrate.newest_revision_held(tables | {"index items.ix_items_owner_id"}) == ("0002", None)
+    assert migrate.newest_revision_held({"table items", "index items.ix_items_owner_id"}) == (None, "0001")
+
+
+def test_create_all_of_the_current_models_is_stamped_at_head_and_needs_no_migration(empty_engine):
+    Base.metadata.create_all(empty_engine)
+    note = migrate.upgrade(empty_engine)
+    assert "stamped revision 0002" in note and "index items.ix_items_owner_id (0002)" in note
+    assert migrate.current_revision(empty_engine) == migrate.head_revision()
+    assert migrate.drift(empty_engine) == []
+    assert migrate.upgrade(empty_engine) is None  # versioned now: nothing to adopt, nothing to run
+    assert migrate.current_revision(empty_engine) == migrate.head_revision()
+
+
+def test_the_server_starts_and_serves_on_a_database_made_by_create_all_of_the_current_models(empty_engine, database_url):
+    Base.metadata.create_all(empty_engine)
+    app = create_app(Settings(database_url=database_url, **FAST_HASHING))
+    with TestClient(app) as client:
+        user = client.post("/users/", json={"email": "a@example.com", "password": "pw"})
+        assert user.status_code == 200
+        item = client.post(f"/users/{user.json()['id']}/items/", json={"title": "first", "description": "kept"})
+        assert item.status_code == 200
+        assert [i["title"] for i in client.get("/items/").json()] == ["first"]
+    assert migrate.current_revision(empty_engine) == migrate.head_revision()
+    app.state.engine.dispose()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
+def test_create_all_of_the_tutorial_models_is_stamped_0001_and_upgraded_to_head(empty_engine):
+    tutorial_models.Base.metadata.create_all(empty_engine)
+    note = migrate.upgrade(empty_engine)
+    assert "stamped revision 0001" in note and "but not index items.ix_items_owner_id (0002)" in note
+    assert migrate.current_revision(empty_engine) == migrate.head_revision()
+    assert owner_index_present(empty_engine)
+
+
+def test_a_database_at_revision_0001_is_upgraded_to_head(empty_engine):
+    migrate.upgrade(empty_engine, "0001")
+    assert migrate.upgrade(empty_engine) is None  # it has a version table: migrated, not adopted
+    assert migrate.current_revision(empty_engine) == migrate.head_revision()
+    assert owner_index_present(empty_engine)
+    assert migrate.drift(empty_engine) == []
+
+
+def test_a_database_with_only_the_tables_of_0001_and_no_version_table_is_stamped_0001(empty_engine):
+    migrate.upgrade(empty_engine, "0001")
+    with empty_engine.begin() as connection:
+        connection.execute(text("DROP TABLE alembic_version"))
+    assert "stamped revision 0001" in migrate.upgrade(empty_engine, "0001")
+    assert migrate.current_revision(empty_engine) == "0001"
+    migrate.upgrade(empty_engine)  # stamped, not run: revision 0002 still has its index to create
+    assert owner_index_present(empty_engine)
+    assert migrate.drift(empty_engine) == []
 
 
 def test_the_db_command(tmp_path):
