@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fault drills against live servers, one line per drill with its figures:
+# Fault drills (tools/drills) against live servers, one line per drill with its figures:
 # pool exhaustion, database outage (PostgreSQL), kill -9 during writes, SIGTERM with requests in flight.
 # Databases: a temporary SQLite file, and PostgreSQL at $FAULTS_POSTGRES_URL
 # (default postgresql+psycopg://postgres@127.0.0.1:5432/legacy_app_faults, created if missing;
@@ -19,4 +19,4 @@ if [[ "$pg_url" != none ]]; then
   fi
   urls+=("$pg_url")
 fi
-exec "$VENV/bin/python" -m legacy_app.drills "${urls[@]}"
+exec "$VENV/bin/python" -m tools.drills "${urls[@]}"

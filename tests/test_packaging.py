@@ -1,7 +1,19 @@
-"""The package metadata declares the same runtime requirements as requirements.txt."""
+"""The package metadata declares the same runtime requirements as requirements.txt, and the built
+wheel holds only the service: nothing that exists only to be measured or broken."""
 import configparser
+import shutil
+import subprocess
+import sys
+import zipfile
+from importlib import metadata
+from typing import Iterator
+
+import pytest
 
 from .live_server import REPO_ROOT
+
+# Kept beside the package (tools/, benchmarks/, tests/); none of it may reach an install.
+NOT_SHIPPED = ("drills", "benchmarks", "tutorial_app", "/probe/control")
 
 
 def requirement_lines(text: str) -> set:
@@ -20,3 +32,54 @@ def test_the_console_script_is_declared():
     config = configparser.ConfigParser()
     config.read(REPO_ROOT / "setup.cfg")
     assert "legacy-app = legacy_app.cli:main" in config["options.entry_points"]["console_scripts"]
+
+
+def setuptools_builds_wheels_alone() -> bool:
+    """From 70.1 setuptools has bdist_wheel built in; before, it needs the `wheel` package beside it."""
+    try:
+        metadata.version("wheel")
+        return True
+    except metadata.PackageNotFoundError:
+        major, minor = (int(part) for part in metadata.version("setuptools").split(".")[:2])
+        return (major, minor) >= (70, 1)
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Iterator[zipfile.ZipFile]:
+    work = tmp_path_factory.mktemp("wheel")
+    # Built from a copy: the build writes build/ and *.egg-info into its source, and a stale build/lib
+    # left in the work tree would otherwise end up in the wheel.
+    source = work / "source"
+    shutil.copytree(REPO_ROOT, source, ignore=shutil.ignore_patterns(
+        ".git", ".venv*", ".hypothesis", ".schemathesis", "build", "*.egg-info", "__pycache__", "*.db"))
+    command = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--disable-pip-version-check", "-q",
+               "-w", str(work / "dist"), str(source)]
+    if setuptools_builds_wheels_alone():
+        command.append("--no-build-isolation")  # offline, with the virtualenv's setuptools
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    (path,) = (work / "dist").glob("legacy_app-*.whl")
+    with zipfile.ZipFile(path) as archive:
+        yield archive
+
+
+def test_the_wheel_holds_the_service_its_migrations_and_the_console_script(wheel):
+    names = set(wheel.namelist())
+    assert {"legacy_app/main.py", "legacy_app/migrations/versions/0001_tutorial_schema.py"} <= names
+    (entry_points,) = (name for name in names if name.endswith(".dist-info/entry_points.txt"))
+    config = configparser.ConfigParser()
+    config.read_string(wheel.read(entry_points).decode())
+    assert config["console_scripts"]["legacy-app"] == "legacy_app.cli:main"
+
+
+def test_the_wheel_holds_no_drills_benchmarks_or_test_code(wheel):
+    names = wheel.namelist()
+    top_level = {name.split("/")[0] for name in names}  # no tools/, tests/ or benchmarks/ beside the package
+    assert [top for top in top_level if top != "legacy_app" and not top.endswith(".dist-info")] == []
+    assert [name for name in names if any(word in name for word in NOT_SHIPPED)] == []
+
+
+def test_no_module_in_the_wheel_serves_a_route_that_misbehaves_on_purpose(wheel):
+    modules = [name for name in wheel.namelist() if name.endswith(".py")]
+    assert modules
+    assert [name for name in modules if "/probe/control" in wheel.read(name).decode()] == []

@@ -6,8 +6,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from legacy_app.config import Settings
-from legacy_app.drills import drills
 from legacy_app.main import create_app
+from tools.drills import drills
 
 from .conftest import FAST_HASHING, count_rows, post_raw
 

@@ -1,4 +1,4 @@
-"""python -m legacy_app.drills URL [URL ...]: run every drill against each database, one line per drill."""
+"""python -m tools.drills URL [URL ...]: run every drill against each database, one line per drill."""
 import sys
 
 from .drills import all_drills

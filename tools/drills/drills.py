@@ -10,16 +10,17 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
-from ..config import FLOOR_HASHING_ENV, Settings
-from ..database import begin_write, create_engine_from
-from ..http_client import Client
-from ..server_process import ServerProcess
+from legacy_app.config import FLOOR_HASHING_ENV, Settings
+from legacy_app.database import begin_write, create_engine_from
+from legacy_app.http_client import Client
+from legacy_app.server_process import ServerProcess
+
 from .tcp_proxy import TcpProxy
 
 
@@ -232,9 +233,9 @@ def sigterm_in_flight(url: str, log_dir: Path, requests: int = 50) -> DrillResul
         with ThreadPoolExecutor(max_workers=requests) as pool:
             for n in range(requests):
                 pool.submit(one, n)
-            # Long enough for the server to have read every request (a request still unread at
-            # SIGTERM is never started: uvicorn closes that connection), short of finishing them.
-            time.sleep(1.5)
+            # SIGTERM once the server has read every request (a request still unread then is never
+            # started: uvicorn closes that connection), long before it has finished them.
+            _wait_until_read(server.port, lambda: requests - len(statuses), timeout=10)
             began = time.perf_counter()
             server.process.send_signal(signal.SIGTERM)
         exit_code = server.process.wait(timeout=60)
@@ -247,6 +248,25 @@ def sigterm_in_flight(url: str, log_dir: Path, requests: int = 50) -> DrillResul
         "in_flight": requests, "statuses": dict(counts), "answered_after_sigterm": after_signal,
         "exit_code": exit_code, "shutdown_s": round(shutdown, 2),
     })
+
+
+def _wait_until_read(port: int, unanswered: Callable[[], int], timeout: float) -> None:
+    """Until every unanswered request's connection is open with no unread bytes (Linux /proc/net/tcp)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        unread = []
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            with open(table) as rows:
+                for row in list(rows)[1:]:
+                    fields = row.split()
+                    local_port = int(fields[1].rsplit(":", 1)[1], 16)
+                    established = fields[3] == "01"
+                    if local_port == port and established:
+                        unread.append(int(fields[4].split(":")[1], 16))  # rx_queue
+        if len(unread) >= unanswered() and not any(unread):
+            time.sleep(0.1)  # the bytes are read; let the server start on them
+            return
+        time.sleep(0.05)
 
 
 def all_drills(urls: List[str], log_dir: Optional[Path] = None) -> Iterator[DrillResult]:

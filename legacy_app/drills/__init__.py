@@ -1,1 +1,0 @@
-"""Fault drills against live servers: `scripts/faults.sh` or `python -m legacy_app.drills`."""

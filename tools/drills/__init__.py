@@ -1,0 +1,1 @@
+"""Fault drills against live servers: `scripts/faults.sh` or `python -m tools.drills`."""
