@@ -37,8 +37,8 @@ READ_ENDPOINTS = ("/users/1", "/users/?limit=100", "/items/?limit=100", "/health
 TARGETS: List[Tuple[str, str, str, float]] = [
     # (endpoint, server, compared with, at least)
     ("/users/1", "asgi-middleware", REFERENCE, 2.0),
-    ("/users/?limit=100", "asgi-middleware", REFERENCE, 5.0),
-    ("/items/?limit=100", "asgi-middleware", REFERENCE, 2.0),
+    ("/users/?limit=100", "asgi-middleware", REFERENCE, 4.0),
+    ("/items/?limit=100", "asgi-middleware", REFERENCE, 1.8),
     ("/health", "asgi-middleware", "yield-dependency", 0.95),
 ]
 # The /health target is a ratio near 1 with a 5 % margin: it gets extra rounds of its own.

@@ -16,9 +16,9 @@ from typing import Dict, List, Optional
 from argon2 import PasswordHasher
 from sqlalchemy import select
 from sqlalchemy.engine import Result
-from sqlalchemy.sql import Executable
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload, selectinload
+from sqlalchemy.sql import Executable
 
 from . import models, schemas
 from .database import begin_write

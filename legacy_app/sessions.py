@@ -42,7 +42,8 @@ class SkipEmptyCloseSession(Session):
     """
 
     def close(self) -> None:
-        if self.in_transaction() or self.identity_map or self.new:
+        # add() begins the transaction, so pending objects are covered by in_transaction().
+        if self.in_transaction() or self.identity_map:
             super().close()
 
 
@@ -71,10 +72,14 @@ async def close_session(db: Session) -> None:
     cancelled request still returns its connection).
     """
     if db.in_transaction():
-        with anyio.CancelScope(shield=True):
-            await anyio.to_thread.run_sync(db.close, limiter=anyio.CapacityLimiter(1))
+        await close_in_thread(db)
     else:
         db.close()
+
+
+async def close_in_thread(db: Session) -> None:
+    with anyio.CancelScope(shield=True):
+        await anyio.to_thread.run_sync(db.close, limiter=anyio.CapacityLimiter(1))
 
 
 class DBSessionMiddleware:
@@ -97,7 +102,10 @@ class DBSessionMiddleware:
         try:
             await self.app(scope, receive, send)
         finally:
-            await close_session(db)
+            if db.in_transaction():  # close_session(), inlined: this runs on every request
+                await close_in_thread(db)
+            else:
+                db.close()
 
 
 def add_http_middleware(app: FastAPI, session_factory: SessionFactory) -> None:
