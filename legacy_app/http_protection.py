@@ -1,7 +1,6 @@
 """A pure ASGI middleware for every response: a request body size limit, and protective headers."""
 from typing import Any, Dict, List, Tuple
 
-from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 
 Message = Dict[str, Any]
@@ -19,13 +18,6 @@ HEADERS: List[Tuple[bytes, bytes]] = [
 ]
 
 
-class BodyTooLarge(HTTPException):
-    """Raised from receive(): FastAPI re-raises HTTPExceptions from body parsing, so it becomes a 413."""
-
-    def __init__(self, limit: int) -> None:
-        super().__init__(status_code=413, detail=too_large_detail(limit))
-
-
 def too_large_detail(limit: int) -> str:
     return f"Request body larger than {limit} bytes"
 
@@ -40,9 +32,12 @@ class BodyLimitAndSecurityHeaders:
             await self.app(scope, receive, send)
             return
         started = False
+        answered = False  # the 413 went out: whatever the app sends afterwards is dropped
 
         async def send_with_headers(message: Message) -> None:
             nonlocal started
+            if answered:
+                return
             if message["type"] == "http.response.start":
                 started = True
                 present = {name.lower() for name, _ in message.get("headers", [])}
@@ -57,20 +52,22 @@ class BodyLimitAndSecurityHeaders:
         received = 0
 
         async def counting_receive() -> Message:
-            nonlocal received
+            nonlocal received, answered
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_body_bytes:  # chunked bodies declare no length
-                    raise BodyTooLarge(self.max_body_bytes)
+                    if not started:
+                        await self._too_large(scope, receive, send_with_headers)
+                        answered = True
+                    # The app stops reading as if the client had gone (FastAPI then answers 400,
+                    # which is dropped). An exception raised here would not do: under
+                    # BaseHTTPMiddleware it reaches FastAPI inside a task group's ExceptionGroup,
+                    # which FastAPI turns into that 400.
+                    return {"type": "http.disconnect"}
             return message
 
-        try:
-            await self.app(scope, counting_receive, send_with_headers)
-        except BodyTooLarge:
-            if started:
-                raise
-            await self._too_large(scope, receive, send_with_headers)
+        await self.app(scope, counting_receive, send_with_headers)
 
     async def _too_large(self, scope: Any, receive: Any, send: Any) -> None:
         detail = too_large_detail(self.max_body_bytes)
