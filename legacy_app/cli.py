@@ -1,16 +1,26 @@
 """`python -m legacy_app <command>`: serve, db, seed, compare."""
 import argparse
+import errno
 import json
+import os
+import socket
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 from alembic.util import CommandError
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from .config import LOG_LEVELS, STRATEGIES, ConfigError, Settings
+from .config import LOG_LEVELS, STRATEGIES, ConfigError, Settings, check_database_url
 from .seeding.records import SeedFileError
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
+
+
+class CommandFailed(Exception):
+    """The command cannot do what was asked; main() prints the message as one line and exits 1."""
 
 
 def _first_line(error: BaseException) -> str:
@@ -33,26 +43,64 @@ def serve(args: argparse.Namespace) -> int:
     from .database import create_engine_from, is_memory_sqlite
     from .request_log import logging_config
 
+    host, port = _listen_address(args)
+    _check_can_listen(host, port)  # before the database is touched: a second server migrates nothing
     settings = Settings.from_env()
     if args.workers > 1 and is_memory_sqlite(settings.database_url):
         raise ConfigError("an in-memory SQLite database cannot be shared by several workers; use a file")
     engine = create_engine_from(settings)
     try:
         if settings.migrate_on_start:
-            note = migrate.upgrade(engine)
-            if note:
-                print(f"legacy_app: {note}", file=sys.stderr)
+            note, done = migrate.upgrade_on_start(engine)
+            for line in filter(None, (note, done)):
+                print(f"legacy_app: {line}", file=sys.stderr)
         _warn_if_pools_exceed_server(engine, settings, args.workers)
     finally:
         engine.dispose()
+    # Migrated once, here: the app's start-up, in every worker uvicorn starts (and in this process
+    # with one worker), must not run it again. The workers inherit this environment.
+    os.environ["MIGRATE_ON_START"] = "false"
     log_level = args.log_level or settings.log_level
     signal.signal(signal.SIGTERM, lambda *_: None)  # replaced by uvicorn while serving, restored after
     uvicorn.run(
-        "legacy_app.main:app", host=args.host, port=args.port, workers=args.workers,
+        "legacy_app.main:app", host=host, port=port, workers=args.workers,
         log_level=log_level, log_config=logging_config(log_level),
         access_log=False,  # legacy_app.request logs each request, with its id
     )
     return 0
+
+
+def _listen_address(args: argparse.Namespace) -> Tuple[str, int]:
+    """--host and --port, else the HOST and PORT environment variables, else 127.0.0.1:8000."""
+    host = args.host or os.environ.get("HOST", "").strip() or DEFAULT_HOST
+    if args.port is not None:
+        return host, args.port
+    raw = os.environ.get("PORT", "").strip()
+    if not raw:
+        return host, DEFAULT_PORT
+    try:
+        return host, _port(raw)
+    except argparse.ArgumentTypeError:
+        raise ConfigError(f"PORT must be an integer from 1 to 65535; got {raw!r}") from None
+
+
+def _check_can_listen(host: str, port: int) -> None:
+    """Bind the address as uvicorn will (SO_REUSEADDR, so a socket in TIME_WAIT does not count), and let go.
+
+    uvicorn would report a port in use only after the migration ran, among its start-up lines.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET  # uvicorn's rule
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                raise CommandFailed(
+                    f"cannot listen on {host}:{port}: the port is already in use (another server?); "
+                    "choose another with --port or PORT"
+                ) from None
+            raise CommandFailed(f"cannot listen on {host}:{port}: {error.strerror or error}") from None
 
 
 def _warn_if_pools_exceed_server(engine: Engine, settings: Settings, workers: int) -> None:
@@ -73,7 +121,13 @@ def db(args: argparse.Namespace) -> int:
     from . import migrate
     from .database import create_engine_from
 
-    engine = create_engine_from(Settings.from_env())
+    if args.action == "revision" and not args.autogenerate:  # writes a file; needs no database
+        print(_wrote(migrate.new_revision(args.message)))
+        return 0
+    settings = Settings.from_env()
+    if args.action != "upgrade":  # only upgrade may create the database
+        _refuse_missing_sqlite_file(settings.database_url)
+    engine = create_engine_from(settings)
     try:
         if args.action == "upgrade":
             note = migrate.upgrade(engine, args.revision)
@@ -85,7 +139,8 @@ def db(args: argparse.Namespace) -> int:
             migrate.stamp(engine, args.revision)
             print(f"database stamped at {migrate.current_revision(engine) or 'base'}")
         elif args.action == "current":
-            print(migrate.current_revision(engine) or "none (no migration applied)")
+            with engine.connect() as connection:
+                print(migrate.schema_state(connection).describe())
         elif args.action == "check":
             differences = migrate.drift(engine)
             if differences:
@@ -94,9 +149,27 @@ def db(args: argparse.Namespace) -> int:
                     print(f"  {difference}")
                 return 1
             print("models and migrations match the database")
+        elif args.action == "revision":
+            print(_wrote(migrate.new_revision(args.message, engine)))
     finally:
         engine.dispose()
     return 0
+
+
+def _refuse_missing_sqlite_file(url: str) -> None:
+    """Connecting to a SQLite file that does not exist creates it: only `db upgrade` may."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:") or parsed.query.get("uri"):
+        return
+    if not Path(parsed.database).exists():
+        raise CommandFailed(f"no database at {parsed.database}: the SQLite file does not exist (db upgrade creates it)")
+
+
+def _wrote(path: Path) -> str:
+    return (
+        f"wrote {path}: review it, add what it creates to ADOPTION_MARKERS in legacy_app/migrate.py, "
+        "then run db upgrade"
+    )
 
 
 def seed(args: argparse.Namespace) -> int:
@@ -131,6 +204,7 @@ def compare(args: argparse.Namespace) -> int:
         strategies=args.strategies,
         overhead_requests=args.requests,
         pool_requests=args.pool_requests,
+        progress=lambda line: print(line, file=sys.stderr, flush=True),  # stderr: --json output stays one document
     )
     print(json.dumps(document, indent=2) if args.json else render_table(document))
     return 0
@@ -153,32 +227,70 @@ def _not_negative(raw: str) -> int:
     return value
 
 
+def _port(raw: str) -> int:
+    value = _positive(raw)
+    if value > 65535:
+        raise argparse.ArgumentTypeError("must be at most 65535")
+    return value
+
+
+class _HelpWithDefaults(argparse.ArgumentDefaultsHelpFormatter):
+    """Every option's default in --help; none where there is none to show (flags, None)."""
+
+    def _get_help_string(self, action: argparse.Action) -> Optional[str]:
+        if action.default is None or isinstance(action.default, bool) or "(default:" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="legacy_app", description=__doc__)
+    from .migrate import revisions
+
+    parser = argparse.ArgumentParser(prog="legacy_app", description=__doc__, formatter_class=_HelpWithDefaults)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
 
-    serve_parser = commands.add_parser("serve", help="serve the API with uvicorn (settings from the environment)")
-    serve_parser.add_argument("--host", default="127.0.0.1")
-    serve_parser.add_argument("--port", type=int, default=8000)
-    serve_parser.add_argument("--workers", type=_positive, default=1, help="worker processes (default 1; README: Deployment)")
-    serve_parser.add_argument("--log-level", choices=LOG_LEVELS, help="default: LOG_LEVEL, else info")
+    def add_command(name: str, **kwargs: object) -> argparse.ArgumentParser:
+        return commands.add_parser(name, formatter_class=_HelpWithDefaults, **kwargs)
+
+    serve_parser = add_command(
+        "serve", help="serve the API with uvicorn (settings from the environment)",
+        description="Check the settings, the address and the database, upgrade the schema (MIGRATE_ON_START), "
+        "then serve. Exits 1 with one line when any of them is wrong.",
+    )
+    serve_parser.add_argument("--host", help=f"address to listen on (default: HOST, else {DEFAULT_HOST})")
+    serve_parser.add_argument("--port", type=_port, help=f"port to listen on (default: PORT, else {DEFAULT_PORT})")
+    serve_parser.add_argument("--workers", type=_positive, default=1, help="worker processes (README: Deployment)")
+    serve_parser.add_argument("--log-level", choices=LOG_LEVELS, help="(default: LOG_LEVEL, else info)")
     serve_parser.set_defaults(run=serve)
 
-    db_parser = commands.add_parser("db", help="schema migrations on DATABASE_URL")
+    accepted = f"head, base, or one of this code's revisions: {', '.join(revisions())}"
+    db_parser = add_command("db", help="schema migrations on DATABASE_URL", description=f"Revisions: {accepted}.")
     actions = db_parser.add_subparsers(dest="action", metavar="ACTION")
     actions.required = True
-    upgrade_parser = actions.add_parser("upgrade", help="upgrade to a revision (default head); adopts tutorial databases")
-    upgrade_parser.add_argument("revision", nargs="?", default="head")
-    downgrade_parser = actions.add_parser("downgrade", help="downgrade to a revision (base: drop everything)")
-    downgrade_parser.add_argument("revision")
-    stamp_parser = actions.add_parser("stamp", help="record a revision as applied without running it")
-    stamp_parser.add_argument("revision")
-    actions.add_parser("current", help="print the applied revision")
-    actions.add_parser("check", help="exit 1 if the database differs from the models")
+
+    def add_action(name: str, help: str) -> argparse.ArgumentParser:
+        return actions.add_parser(name, help=help, description=help, formatter_class=_HelpWithDefaults)
+
+    upgrade_parser = add_action("upgrade", "upgrade to a revision; adopts databases create_all() made")
+    upgrade_parser.add_argument("revision", nargs="?", default="head", help=accepted)
+    downgrade_parser = add_action("downgrade", "downgrade to a revision (base: drop everything)")
+    downgrade_parser.add_argument("revision", help=accepted)
+    stamp_parser = add_action("stamp", "record a revision as applied without running it")
+    stamp_parser.add_argument("revision", help=accepted)
+    add_action("current", "print the applied revision and whether it is the head (a missing SQLite file: exit 1)")
+    add_action("check", "exit 1 if the database differs from the models")
+    revision_parser = add_action(
+        "revision", "write the next migration (0003, ...) into legacy_app/migrations/versions/"
+    )
+    revision_parser.add_argument("-m", "--message", required=True, help="what the migration does (also its file name)")
+    revision_parser.add_argument(
+        "--autogenerate", action="store_true",
+        help="fill it in from the differences between the models and DATABASE_URL (which must be at head)",
+    )
     db_parser.set_defaults(run=db)
 
-    seed_parser = commands.add_parser(
+    seed_parser = add_command(
         "seed", help="bulk-load users and items straight into DATABASE_URL (idempotent)",
         description="Bulk-load generated users and items, or those of a JSON/CSV file, into DATABASE_URL. "
         "Existing users (by email) and items (by owner and title) are skipped.",
@@ -190,7 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
     seed_parser.add_argument("--password", default="seed-password", help="password of generated users")
     seed_parser.set_defaults(run=seed)
 
-    compare_parser = commands.add_parser(
+    compare_parser = add_command(
         "compare",
         help="measure the session strategies in real uvicorn servers on the installed versions",
         description="Run each session strategy in a real uvicorn server and report what was observed.",
@@ -208,12 +320,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    """Exit 0 on success, 2 for a command line argparse refuses, 1 for any other failure, each in one line."""
     args = build_parser().parse_args(argv)
     try:
+        if getattr(args, "database_url", None) is not None:  # compare's URL, checked as DATABASE_URL is
+            check_database_url(args.database_url, "--database-url")
         return args.run(args)
     except ConfigError as error:
+        # 1, not 2: the command line was right, the environment it runs in is not (as for the database).
         print(f"legacy_app: configuration error: {error}", file=sys.stderr)
-        return 2
+        return 1
+    except CommandFailed as error:
+        print(f"legacy_app {args.command}: {error}", file=sys.stderr)
+        return 1
     except SeedFileError as error:
         print(f"legacy_app seed: {error}", file=sys.stderr)
         return 1

@@ -137,3 +137,17 @@ def lifespan_kwargs(startup: Callable[[], None], shutdown: Callable[[], None]) -
         return {"lifespan": lifespan}
     return {"on_startup": [startup], "on_shutdown": [shutdown]}
 
+
+def import_dbapi(dialect_class: Any) -> Any:
+    """Import the driver module of a dialect class (ImportError when it is not installed).
+
+    SQLAlchemy 2.0 renamed the classmethod `dbapi()` to `import_dbapi()` and warns on the old name.
+    """
+    if hasattr(dialect_class, "import_dbapi"):
+        return dialect_class.import_dbapi()
+    return dialect_class.dbapi()
+
+
+def sqlstate(error: BaseException) -> Any:
+    """The SQLSTATE of a PostgreSQL driver error: psycopg 3 calls it `sqlstate`, psycopg2 `pgcode`."""
+    return getattr(error, "sqlstate", None) or getattr(error, "pgcode", None)

@@ -67,7 +67,7 @@ class Settings:
         _require(self.argon2_parallelism >= 1, "ARGON2_PARALLELISM", "an integer >= 1", self.argon2_parallelism)
         _require(self.max_body_bytes >= 1024, "MAX_BODY_BYTES", "an integer >= 1024", self.max_body_bytes)
         _require(self.log_level in LOG_LEVELS, "LOG_LEVEL", f"one of {', '.join(LOG_LEVELS)}", self.log_level)
-        _require(bool(self.database_url), "DATABASE_URL", "a SQLAlchemy database URL", self.database_url)
+        check_database_url(self.database_url)
 
     @classmethod
     def from_env(cls, environ: Optional[Mapping[str, str]] = None) -> "Settings":
@@ -121,6 +121,57 @@ _DESCRIPTIONS = {
     bool: "one of true, false, 1, 0, yes, no, on, off",
     str: "text",
 }
+
+
+# What the message for a bad DATABASE_URL offers instead; the drivers the service installs.
+ACCEPTED_URLS = (
+    "sqlite:///path/to/file.db",
+    "postgresql+psycopg://user:password@host:5432/dbname",
+    "mysql+pymysql://user:password@host:3306/dbname",
+)
+_SUGGESTED_DRIVER = {"postgresql": "postgresql+psycopg", "postgres": "postgresql+psycopg",
+                     "mysql": "mysql+pymysql", "mariadb": "mysql+pymysql", "sqlite": "sqlite"}
+
+
+def check_database_url(url: str, name: str = "DATABASE_URL") -> None:
+    """Raise ConfigError, in one line naming `name`, unless SQLAlchemy can build an engine for `url`.
+
+    Every command that opens the database gets its URL through here (Settings), so a typo is one
+    clear line at start-up instead of a traceback from deep inside create_engine().
+    """
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    from . import compat
+
+    accepted = f"accepted forms: {', '.join(ACCEPTED_URLS)}"
+    try:
+        parsed = make_url(compat.driver_url(url))
+    except ArgumentError:
+        raise ConfigError(f"{name} is not a database URL: {_masked(url)!r}; {accepted}") from None
+    except ValueError:  # make_url's int(port)
+        raise ConfigError(f"{name} has a port that is not a number: {_masked(url)!r}; {accepted}") from None
+    scheme = parsed.drivername
+    backend = parsed.get_backend_name()
+    suggestion = _SUGGESTED_DRIVER.get(backend)
+    instead = f"use {parsed.set(drivername=suggestion).render_as_string(hide_password=True)}; " if suggestion else ""
+    try:
+        dialect = parsed.get_dialect()
+    except NoSuchModuleError:
+        raise ConfigError(f"{name} names {scheme!r}, which is not a SQLAlchemy dialect: {instead}{accepted}") from None
+    try:
+        compat.import_dbapi(dialect)
+    except ImportError as error:
+        raise ConfigError(
+            f"{name} needs the {dialect.driver} driver ({scheme}://), which is not installed "
+            f"({str(error).splitlines()[0]}): "
+            f"{instead}{accepted}"
+        ) from None
+
+
+def _masked(raw: str) -> str:
+    """An unparseable URL as it may be shown: whatever precedes an @ may be a password."""
+    return f"***@{raw.rsplit('@', 1)[1]}" if "@" in raw else raw
 
 
 def _require(ok: bool, variable: str, expected: str, got: object) -> None:

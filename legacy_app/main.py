@@ -45,10 +45,11 @@ def create_app(
         session_factory = make_session_factory(engine, settings.session_strategy)
 
     def startup() -> None:
-        if settings.migrate_on_start:
-            note = migrate.upgrade(engine)
+        if settings.migrate_on_start:  # `serve` migrates before its workers start, and turns this off
+            note, done = migrate.upgrade_on_start(engine)
             if note:
                 logger.warning("%s", note)
+            logger.info("%s", done)
         # What imports and start-up made lives as long as the server: frozen, the collector stops
         # rescanning it at every full collection, which a request loading a thousand ORM objects
         # triggers (measured in-process, a page of 100 users with their items: mean 11.5-13.7 ms

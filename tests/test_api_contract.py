@@ -1,8 +1,10 @@
-"""The tutorial's API contract, hardened, for every strategy on every database."""
-import pytest
+"""The tutorial's API contract, hardened, for every strategy on every database.
+
+Input rules that never reach the database run once, in test_validation.py.
+"""
 from sqlalchemy import event
 
-from .conftest import count_rows, post_json, post_raw
+from .conftest import count_rows, post_raw
 
 PASSWORD = "chimichangas4life"
 
@@ -85,71 +87,12 @@ def test_lists_are_ordered_by_id_and_paginated(client):
     assert len(client.get("/items/", params={"skip": 3}).json()) == 2
 
 
-@pytest.mark.parametrize("path", ["/users/", "/items/"])
-@pytest.mark.parametrize(
-    "params", [{"skip": -1}, {"limit": 0}, {"limit": -1}, {"limit": 101}, {"skip": "x"}, {"skip": 2**53}]
-)
-def test_pagination_out_of_bounds_is_422(client, path, params):
-    response = client.get(path, params=params)
-    assert response.status_code == 422
-    assert response.json()["detail"][0]["loc"][0] == "query"
-
-
 def test_limit_defaults_to_100(client, database_url):
     user_id = register(client).json()["id"]
     for n in range(101):
         client.post(f"/users/{user_id}/items/", json={"title": f"t{n}"})
     assert len(client.get("/items/").json()) == 100
     assert len(client.get("/items/", params={"skip": 100}).json()) == 1
-
-
-@pytest.mark.parametrize("user_id", ["-1", "abc", str(2**31), str(2**64)])
-def test_user_ids_outside_the_id_column_are_422(client, user_id):
-    assert client.get(f"/users/{user_id}").status_code == 422
-    assert client.post(f"/users/{user_id}/items/", json={"title": "t"}).status_code == 422
-
-
-@pytest.mark.parametrize(
-    "body",
-    [
-        {"email": "not-an-email", "password": "pw"},
-        {"email": "a@b", "password": "pw"},
-        {"email": "x" * 250 + "@example.com", "password": "pw"},
-        {"email": "nul\u0000@example.com", "password": "pw"},
-        {"email": "ok@example.com", "password": ""},
-        {"email": "ok@example.com", "password": "x" * 1025},
-        {"email": "ok@example.com", "password": "bad\ud800surrogate"},
-        {"email": "ok@example.com"},
-        {"password": "pw"},
-        {"email": ["ok@example.com"], "password": "pw"},
-        {"email": "ok@example.com", "password": 12345},
-    ],
-)
-def test_invalid_registrations_are_422_and_store_nothing(client, database_url, body):
-    response = post_json(client, "/users/", body)
-    assert response.status_code == 422
-    assert count_rows(database_url, "users") == 0
-
-
-@pytest.mark.parametrize(
-    "body",
-    [
-        {"title": "x" * 201},
-        {"title": "ok", "description": "x" * 2001},
-        {"title": ""},
-        {"title": "nul\u0000"},
-        {"title": "ok", "description": "lone \udc00"},
-        {"description": "no title"},
-        {"title": None},
-        {"title": 12345},
-        {"title": "ok", "description": 7},
-    ],
-)
-def test_invalid_items_are_422_and_store_nothing(client, database_url, body):
-    user_id = register(client).json()["id"]
-    response = post_json(client, f"/users/{user_id}/items/", body)
-    assert response.status_code == 422
-    assert count_rows(database_url, "items") == 0
 
 
 def test_bounds_are_inclusive(client):
@@ -166,35 +109,14 @@ def test_non_ascii_text_round_trips(client):
     assert client.get("/items/").json()[0]["title"] == "🦄 Ünïcode"
 
 
-def test_malformed_json_is_422(client, database_url):
-    response = post_raw(client, "/users/", b'{"email": ', "application/json")
-    assert response.status_code == 422
-    assert count_rows(database_url, "users") == 0
-
-
-def test_a_body_that_is_not_json_is_422(client, database_url):
+def test_a_body_that_is_not_json_is_415_naming_the_content_type(client, database_url):
     response = post_raw(client, "/users/", b"email=a@b.c&password=x", "application/x-www-form-urlencoded")
-    assert response.status_code == 422
+    assert response.status_code == 415
+    assert response.json() == {"detail": "Content-Type must be application/json"}
     assert count_rows(database_url, "users") == 0
 
 
 CANARY = "CANARY-5f0c1e"
-
-
-@pytest.mark.parametrize(
-    "body",
-    [
-        {"password": CANARY},
-        {"email": "bad", "password": CANARY},
-        {"email": "ok@example.com", "password": CANARY + "x" * 1100},
-        {"email": ["ok@example.com"], "password": CANARY},
-        [{"email": "ok@example.com", "password": CANARY}],
-    ],
-)
-def test_a_422_never_echoes_the_password(client, body):
-    response = client.post("/users/", json=body)
-    assert response.status_code == 422
-    assert CANARY not in response.text
 
 
 def test_a_registration_returns_neither_the_password_nor_its_hash(client):
@@ -244,11 +166,6 @@ def test_users_can_be_filtered_by_email_in_any_case(client):
     assert client.get("/users/", params={"email": "SECOND@example.com"}).json() == [second]
     assert client.get("/users/", params={"email": "nobody@example.com"}).json() == []
     assert len(client.get("/users/").json()) == 2  # without the filter: everyone, as before
-
-
-@pytest.mark.parametrize("email", ["", "x" * 321, "nul\u0000@example.com"])
-def test_an_unusable_email_filter_is_422(client, email):
-    assert client.get("/users/", params={"email": email}).status_code == 422
 
 
 def test_the_largest_published_skip_is_accepted(client):

@@ -61,6 +61,48 @@ def test_an_invalid_value_names_the_variable_and_what_is_allowed(environ, messag
     assert message in str(raised.value)
 
 
+ACCEPTED_FORMS = (
+    "accepted forms: sqlite:///path/to/file.db, postgresql+psycopg://user:password@host:5432/dbname, "
+    "mysql+pymysql://user:password@host:3306/dbname"
+)
+
+
+@pytest.mark.parametrize(
+    "url, message",
+    [
+        ("foo", "DATABASE_URL is not a database URL: 'foo'; "),
+        ("postgres:s3cret@db.example", "DATABASE_URL is not a database URL: '***@db.example'; "),
+        ("mysql+pymysql://app:s3cret@db.example:port/app", "DATABASE_URL has a port that is not a number: '***@db.example:port/app'; "),
+        ("postgres://app:s3cret@db.example/app",
+         "DATABASE_URL names 'postgres', which is not a SQLAlchemy dialect: use postgresql+psycopg://app:***@db.example/app; "),
+        ("mysql://app@db.example/app",
+         "DATABASE_URL needs the mysqldb driver (mysql://), which is not installed (No module named 'MySQLdb'): "
+         "use mysql+pymysql://app@db.example/app; "),
+        ("mariadb://app@db.example/app",
+         "DATABASE_URL needs the mysqldb driver (mariadb://), which is not installed (No module named 'MySQLdb'): "
+         "use mysql+pymysql://app@db.example/app; "),
+        ("postgresql+asyncpg://app@db.example/app",
+         "DATABASE_URL needs the asyncpg driver (postgresql+asyncpg://), which is not installed "
+         "(No module named 'asyncpg'): use postgresql+psycopg://app@db.example/app; "),
+        ("redis://db.example/0", "DATABASE_URL names 'redis', which is not a SQLAlchemy dialect: accepted forms"),
+    ],
+)
+def test_a_bad_database_url_says_what_is_wrong_and_the_accepted_forms_in_one_line(url, message):
+    with pytest.raises(ConfigError) as raised:
+        Settings.from_env({"DATABASE_URL": url})
+    error = str(raised.value)
+    assert error.startswith(message) and error.endswith(ACCEPTED_FORMS) and "\n" not in error
+    assert "s3cret" not in error
+
+
+@pytest.mark.parametrize(
+    "url", ["sqlite:///./sql_app.db", "sqlite://", "postgresql+psycopg://u:p@h:5432/db", "postgresql://u@h/db",
+            "mysql+pymysql://u@h/db?charset=utf8mb4"],
+)
+def test_the_documented_database_urls_are_accepted(url):
+    assert Settings.from_env({"DATABASE_URL": url}).database_url == url
+
+
 def test_serving_with_an_invalid_strategy_exits_with_the_message_and_no_traceback():
     result = subprocess.run(
         [sys.executable, "-c", "import legacy_app.main"],
@@ -92,11 +134,12 @@ def test_serve_with_the_database_down_exits_1_in_one_line_within_seconds():
 
 
 def test_serve_without_migrate_on_start_serves_with_the_database_down_and_is_not_ready(tmp_path):
-    from legacy_app.http_client import Client
+    import requests
+
     from legacy_app.server_process import ServerProcess
 
     env = {"DATABASE_URL": "postgresql+psycopg://postgres@127.0.0.1:9/nowhere", "MIGRATE_ON_START": "false"}
     with ServerProcess("cli", env, tmp_path / "serve.log") as server:
-        assert Client(server.port).request("GET", "/health/ready").status == 503
+        assert requests.get(f"{server.url}/health/ready", timeout=30).status_code == 503
     assert "legacy_app: warning: connection budget not checked: " in server.log()
     assert "Traceback" not in server.log()

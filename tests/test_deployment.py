@@ -1,5 +1,6 @@
 """Scale-out: several workers over one database, pools sized against max_connections, no connection
 shared across fork, and PgBouncer in transaction mode."""
+import logging
 import os
 import re
 import subprocess
@@ -12,16 +13,16 @@ from pathlib import Path
 from typing import Callable, Dict, List
 
 import pytest
+import requests
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from legacy_app.capacity import ConnectionBudget, over_budget_warning, peak_connections, read_budget
 from legacy_app.config import FLOOR_HASHING_ENV, Settings
 from legacy_app.database import create_engine_from
-from legacy_app.http_client import Client
-from legacy_app.server_process import PACKAGE_PARENT, ServerProcess
+from legacy_app.server_process import PACKAGE_PARENT, ServerProcess, http_session
 
-from .conftest import count_rows, database_url_for, reset_database
+from .conftest import FAST_HASHING, count_rows, database_url_for, reset_database
 from .pgbouncer import PGBOUNCER, PgBouncer
 
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL")
@@ -84,7 +85,7 @@ def serve(tmp_path: Path, env: Dict[str, str], workers: int) -> ServerProcess:
 def test_serve_warns_at_start_when_pools_could_exceed_max_connections(kind, tmp_path):
     url = database_url_for(kind, tmp_path)
     with serve(tmp_path, {"DATABASE_URL": url, "DB_POOL_SIZE": "1000"}, workers=2) as server:
-        assert Client(server.port).request("GET", "/health").status == 200  # a warning, not a refusal
+        assert requests.get(f"{server.url}/health", timeout=30).status_code == 200  # a warning, not a refusal
     assert re.search(
         r"legacy_app: warning: 2 worker\(s\) × \(DB_POOL_SIZE 1000 \+ DB_MAX_OVERFLOW 10\) = 2020 connections "
         r"at peak, but \S+ has \d+ left \(max_connections \d+ ", server.log(),
@@ -94,7 +95,7 @@ def test_serve_warns_at_start_when_pools_could_exceed_max_connections(kind, tmp_
 @pytest.mark.parametrize("kind", ["postgresql", "mariadb"])
 def test_serve_does_not_warn_when_default_pools_fit(kind, tmp_path):
     with serve(tmp_path, {"DATABASE_URL": database_url_for(kind, tmp_path)}, workers=2) as server:
-        assert Client(server.port).request("GET", "/health").status == 200
+        assert requests.get(f"{server.url}/health", timeout=30).status_code == 200
     assert "warning" not in server.log()
 
 
@@ -104,8 +105,33 @@ def test_several_workers_refuse_an_in_memory_sqlite_database():
         env={**os.environ, "DATABASE_URL": "sqlite://", "PYTHONPATH": str(PACKAGE_PARENT)},
         capture_output=True, text=True, timeout=60,
     )
-    assert completed.returncode == 2
+    assert completed.returncode == 1  # a configuration error, like every other one (README: Command line)
     assert "in-memory SQLite database cannot be shared by several workers" in completed.stderr
+
+
+def test_serve_with_two_workers_migrates_once_in_the_parent_and_not_in_the_workers(tmp_path):
+    """Every migration on start logs "schema upgraded on start" (the app's start-up at info, which
+    serve's workers log): one line from serve itself, none from its two workers."""
+    with serve(tmp_path, {"DATABASE_URL": f"sqlite:///{tmp_path / 'once.db'}"}, workers=2) as server:
+        wait_for_log(server, "Application startup complete.", count=2)
+        assert requests.get(f"{server.url}/users/", timeout=30).status_code == 200
+    log = server.log()
+    assert log.count("schema upgraded on start") == 1, log
+    assert "legacy_app: schema upgraded on start: now 0002 (head), was none" in log  # serve's own line
+
+
+def test_the_app_that_migrates_at_start_up_logs_it(tmp_path, caplog):
+    """What a worker would log had it migrated too (the line the test above counts)."""
+    from fastapi.testclient import TestClient
+
+    from legacy_app.main import create_app
+
+    caplog.set_level(logging.INFO, logger="legacy_app")
+    app = create_app(Settings(database_url=f"sqlite:///{tmp_path / 'app.db'}", **FAST_HASHING))
+    with TestClient(app):
+        pass
+    app.state.engine.dispose()
+    assert "schema upgraded on start: now 0002 (head), was none" in [record.getMessage() for record in caplog.records]
 
 
 # --- fork safety ----------------------------------------------------------------------------------
@@ -154,18 +180,18 @@ def drive_reads_and_writes(port: int, clients: int = 8, rounds: int = 10) -> Lis
     """Each client registers users, adds items and reads them back; returns every status."""
 
     def one_client(number: int) -> List[int]:
-        client, statuses = Client(port), []
+        session, statuses, url = http_session(), [], f"http://127.0.0.1:{port}"
         for round_number in range(rounds):
             email = f"worker-load-{number}-{round_number}-{uuid.uuid4().hex[:6]}@example.com"
-            created = client.request("POST", "/users/", f'{{"email": "{email}", "password": "load-pass"}}'.encode())
-            statuses.append(created.status)
-            if created.status != 200:
+            created = session.post(f"{url}/users/", json={"email": email, "password": "load-pass"}, timeout=60)
+            statuses.append(created.status_code)
+            if created.status_code != 200:
                 continue
             user_id = created.json()["id"]
-            statuses.append(client.request("POST", f"/users/{user_id}/items/", b'{"title": "t"}').status)
+            statuses.append(session.post(f"{url}/users/{user_id}/items/", json={"title": "t"}, timeout=60).status_code)
             for path in (f"/users/{user_id}", "/users/?limit=100", "/items/?limit=100"):
-                statuses.append(client.request("GET", path).status)
-            client.close()  # a new connection each round: the workers share the accepting
+                statuses.append(session.get(url + path, timeout=60).status_code)
+            session.close()  # a new connection each round: the workers share the accepting
 
         return statuses
 

@@ -19,12 +19,13 @@ from .params import EmailFilter, Limit, Skip, UserId
 router = APIRouter(prefix="/users", tags=["users"])
 
 NOT_FOUND = {404: {"description": "User not found"}}
+NOT_JSON = {415: {"description": "A body not declared as application/json"}}
 
 
 @router.post(
     "/",
     response_model=schemas.User,
-    responses={400: {"description": "Email already registered, or a body that cannot be decoded"}},
+    responses={400: {"description": "Email already registered, or a body that cannot be decoded"}, **NOT_JSON},
 )
 async def create_user(user: schemas.UserCreate, db: Session = DbSession, hasher: PasswordHasher = Hasher):
     """Register a user. Emails are compared case-insensitively and stored lower-cased."""
@@ -54,7 +55,7 @@ async def read_user(user_id: int = UserId, db: Session = DbSession):
 @router.post(
     "/{user_id}/items/",
     response_model=schemas.Item,
-    responses={**NOT_FOUND, 400: {"description": "A body that cannot be decoded"}},
+    responses={**NOT_FOUND, 400: {"description": "A body that cannot be decoded"}, **NOT_JSON},
 )
 async def create_item_for_user(item: schemas.ItemCreate, user_id: int = UserId, db: Session = DbSession):
     db_item = await run_write(crud.create_user_item, db, item=item, user_id=user_id)
