@@ -27,8 +27,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Set, Tuple
 
 from legacy_app.config import FLOOR_HASHING_ENV
-from legacy_app.http_client import Client
-from legacy_app.server_process import ServerProcess, run_on
+from legacy_app.server_process import ServerProcess, http_session, run_on
 
 REFERENCE = "tutorial"
 OURS = ("asgi-middleware", "http-middleware", "yield-dependency")
@@ -106,15 +105,12 @@ def reference_copy(source: Path, target: Path) -> None:
 
 def warm_up(server: ServerProcess, endpoints: Tuple[str, ...]) -> None:
     """First requests pay for imports, caches and connections; none of that is measured."""
-    client = Client(server.port, timeout=30)
-    try:
+    with http_session() as session:
         for endpoint in endpoints:
             for _ in range(WARM_UP_REQUESTS):
-                status = client.request("GET", endpoint).status
+                status = session.get(server.url + endpoint, timeout=30).status_code
                 if status != 200:
                     raise RuntimeError(f"{server.url}{endpoint}: warm-up answered {status}")
-    finally:
-        client.close()
 
 
 def start_servers(

@@ -1,5 +1,5 @@
-"""A uvicorn server in a subprocess, for measurements and tests that need a real server."""
-import http.client
+"""A uvicorn server in a subprocess, for measurements and tests that need a real server; and the
+HTTP session the package's tooling (seeding, compare, drills, benchmark) talks to servers with."""
 import os
 import socket
 import subprocess
@@ -8,7 +8,26 @@ import time
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Set
 
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util import Retry
+
 PACKAGE_PARENT = Path(__file__).resolve().parent.parent
+
+
+def http_session(retries: int = 3) -> requests.Session:
+    """A keep-alive session, for one thread (requests' Session is not thread-safe).
+
+    A request that failed before an answer came is sent again only if it is idempotent: urllib3's
+    Retry leaves POST out of its default allowed_methods (a POST whose answer was lost may have
+    been carried out), while a GET is resent, e.g. when the server closed the kept-alive connection
+    after a 500 just as the next request left. A connection that could not be made carried nothing,
+    so that is retried for every method. No retry on a status: a 503 is an answer. retries=0 for
+    measurements in which a failed request is the result.
+    """
+    session = requests.Session()
+    session.mount("http://", HTTPAdapter(max_retries=Retry(total=retries, backoff_factor=0.2)))
+    return session
 
 
 def free_port() -> int:
@@ -75,15 +94,11 @@ class ServerProcess:
 
     def _answers_health(self) -> bool:
         """Any HTTP answer means the server is up (a probe with a failing factory answers 500)."""
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=1)
         try:
-            connection.request("GET", "/health")
-            connection.getresponse().read()
+            requests.get(f"{self.url}/health", timeout=1)
             return True
-        except OSError:
+        except requests.RequestException:
             return False
-        finally:
-            connection.close()
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:

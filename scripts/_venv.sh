@@ -1,6 +1,7 @@
 # Sourced by the other scripts: select the stack and make sure its virtualenv is installed.
-# STACK=current (default) uses .venv; STACK=legacy uses .venv-legacy. Installs are redone only when
-# a requirements or constraints file changed.
+# STACK=current (default) uses .venv; STACK=legacy uses .venv-legacy. The pinned requirements go in
+# first, then the package itself, editable (`legacy-app` and `python -m legacy_app` work from any
+# directory once the virtualenv is activated). Each install is redone only when its files changed.
 STACK="${STACK:-current}"
 case "$STACK" in
   current) VENV=".venv" ;;
@@ -28,5 +29,13 @@ ensure_venv() {  # ensure_venv [test]
     done
     "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "${args[@]}"
     echo "$stamp" > "$VENV/.installed-${1:-run}"
+  fi
+  # The package, editable and without dependencies (the pinned ones are in). Its metadata comes
+  # from these files, and the install points at this directory.
+  stamp=$( (cat setup.cfg pyproject.toml requirements.txt; pwd) | sha256sum | cut -d' ' -f1)
+  if [[ "$(cat "$VENV/.installed-package" 2>/dev/null)" != "$stamp" || ! -x "$VENV/bin/legacy-app" ]]; then
+    echo "Installing legacy_app (editable) into $VENV..." >&2
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps -e .
+    echo "$stamp" > "$VENV/.installed-package"
   fi
 }

@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # Seed a running server over HTTP, idempotently:
-#   scripts/seed.sh --url http://127.0.0.1:8000 --users 200 --items-per-user 3
-#   scripts/seed.sh --url http://127.0.0.1:8000 --file scripts/examples/users.json
-# Prints created / skipped / failed; exits 1 if any row failed, 2 if the server cannot be reached.
+#   scripts/seed.sh --users 200 --items-per-user 3     # the server scripts/run.sh started: http://127.0.0.1:${PORT:-8000}
+#   scripts/seed.sh --url http://HOST:PORT --file scripts/examples/users.json
+# Shows progress on stderr (a bar on a terminal, else a line every few seconds); prints created /
+# skipped / failed; exits 1 if any row failed, 2 if the server cannot be reached.
 set -euo pipefail
+caller_dir=$PWD
 cd "$(dirname "$0")/.."
 source scripts/_venv.sh
 ensure_venv run
-exec "$VENV/bin/python" -m legacy_app.seeding.over_http "$@"
+python="$PWD/$VENV/bin/python"
+cd "$caller_dir"  # a relative --file is the caller's; the package is installed, so any directory serves
+exec "$python" -m legacy_app.seeding.over_http "$@"

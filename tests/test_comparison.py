@@ -1,9 +1,13 @@
 """`python -m legacy_app compare`: its observers see what they report, and its findings hold."""
 import json
+import re
+import socket
 import subprocess
 import sys
+import threading
 
 import pytest
+import requests
 
 from legacy_app.comparison import scenarios
 from legacy_app.comparison.runner import run_comparison
@@ -18,12 +22,14 @@ PROBE_WITH_CONTROLS = "tests.probe_with_controls:app"
 def asgi_probe(tmp_path):
     env = {"DATABASE_URL": f"sqlite:///{tmp_path / 'probe.db'}", "SESSION_STRATEGY": "asgi-middleware"}
     with ServerProcess(PROBE_WITH_CONTROLS, env=env, log_path=tmp_path / "probe.log") as server:
-        yield scenarios.Probe(server.port)
+        probe = scenarios.Probe(server.port)
+        yield probe
+        probe.close()
 
 
 def test_a_deliberate_leak_is_reported_as_a_leak(asgi_probe):
     asgi_probe.reset()
-    asgi_probe.client.request("GET", "/probe/control/leak")
+    asgi_probe.request("GET", "/probe/control/leak")
     assert asgi_probe.settle()["checked_out"] == 1
     # A later scenario counts only its own leaks: the earlier one is not charged to it.
     assert scenarios.background_task(asgi_probe)["leaked_connections"] == 0
@@ -94,7 +100,7 @@ def test_measured_facts_on_the_installed_versions(comparison):
     assert asgi["factory_failure"]["no_db_route_status"] == 500
 
 
-def test_the_command_prints_one_json_document():
+def test_the_command_prints_one_json_document_and_its_progress_on_stderr():
     result = subprocess.run(
         [sys.executable, "-m", "legacy_app", "compare", "--json", "--strategies", "asgi-middleware",
          "--requests", "5", "--pool-requests", "4"],
@@ -105,3 +111,42 @@ def test_the_command_prints_one_json_document():
     assert document["database"] == "sqlite"
     assert set(document["results"]) == {"asgi-middleware"}
     assert document["results"]["asgi-middleware"]["normal_request"]["closed_after_response"] is True
+    # One line per scenario, as each finished: the 7 on the main server, overhead, and 2 on their own servers.
+    steps = re.findall(r"^compare \[(\d+)/10\] (.+) (\w+): \d+\.\d s$", result.stderr, re.MULTILINE)
+    assert [int(number) for number, _, _ in steps] == list(range(1, 11)), result.stderr
+    assert [scenario for _, _, scenario in steps] == [
+        *scenarios.MAIN_SCENARIOS, "overhead", "factory_failure", "pool_exhaustion",
+    ]
+
+
+class CutShortServer:
+    """Answers one request with `answer` and closes the connection."""
+
+    def __init__(self, answer: bytes) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(1)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/"
+        threading.Thread(target=self._serve, args=(answer,), daemon=True).start()
+
+    def _serve(self, answer: bytes) -> None:
+        connection, _ = self.sock.accept()
+        with connection:
+            connection.recv(65536)
+            connection.sendall(answer)
+        self.sock.close()
+
+
+@pytest.mark.parametrize("answer, complete", [
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n6\r\nchunk \r\n6\r\nchunk \r\n0\r\n\r\n", True),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n6\r\nchunk \r\n6\r\nchunk \r\n", False),  # no last chunk
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n6\r\nchunk \r\n6\r\nchu", False),  # cut in a chunk
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 12\r\n\r\nchunk chunk ", True),
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nchunk chunk ", False),  # shorter than declared
+], ids=["chunked-whole", "chunked-no-last-chunk", "chunked-cut", "length-whole", "length-short"])
+def test_a_body_cut_short_is_reported_incomplete_whether_chunked_or_with_a_length(answer, complete):
+    with requests.Session() as session:
+        reply = scenarios.fetch(session, "GET", CutShortServer(answer).url, timeout=5)
+    assert (reply.status, reply.complete) == (200, complete)
+    if complete:
+        assert reply.body == b"chunk chunk "

@@ -2,9 +2,10 @@
 import contextlib
 import platform
 import tempfile
+import time
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Dict, Iterator, Optional, Sequence
+from typing import Any, Callable, Dict, Iterator, Optional, Sequence
 
 from sqlalchemy.engine import make_url
 
@@ -41,6 +42,21 @@ def probe_server(strategy: str, database_url: str, log_dir: Path, name: str, **e
         yield server
 
 
+class Steps:
+    """Reports each finished scenario as one line: `compare [3/30] asgi-middleware background_task: 0.4 s`."""
+
+    def __init__(self, total: int, report: Optional[Callable[[str], None]]) -> None:
+        self.total, self.report, self.done = total, report, 0
+        self.began = time.perf_counter()
+
+    def finished(self, who: str, scenario: str) -> None:
+        self.done += 1
+        now = time.perf_counter()
+        if self.report is not None:
+            self.report(f"compare [{self.done}/{self.total}] {who} {scenario}: {now - self.began:.1f} s")
+        self.began = now
+
+
 def run_comparison(
     database_url: Optional[str] = None,
     strategies: Sequence[str] = STRATEGIES,
@@ -48,7 +64,10 @@ def run_comparison(
     pool_requests: int = 60,
     pool_timeout: float = 10.0,
     log_dir: Optional[Path] = None,
+    progress: Optional[Callable[[str], None]] = None,
 ) -> Dict[str, Any]:
+    """`progress`, when given, gets one line per scenario as it finishes."""
+    steps = Steps(len(strategies) * (len(scenarios.MAIN_SCENARIOS) + 2) + 1, progress)
     with tempfile.TemporaryDirectory(prefix="legacy_app_compare_") as scratch:
         scratch_dir = Path(scratch)
         url = database_url or f"sqlite:///{scratch_dir / 'compare.db'}"
@@ -59,17 +78,24 @@ def run_comparison(
             for strategy in strategies:
                 server = servers.enter_context(probe_server(strategy, url, logs, "main"))
                 probe = probes[strategy] = scenarios.Probe(server.port)
+                servers.callback(probe.close)
                 for scenario, measure in scenarios.MAIN_SCENARIOS.items():
                     results[strategy][scenario] = measure(probe)
+                    steps.finished(strategy, scenario)
             for strategy, by_strategy in scenarios.overhead(probes, overhead_requests).items():
                 results[strategy]["overhead"] = by_strategy
+            steps.finished("all strategies", "overhead")
         for strategy in strategies:
             with probe_server(strategy, url, logs, "factory-failure", PROBE_FACTORY_FAILS="1") as server:
-                results[strategy]["factory_failure"] = scenarios.factory_failure(scenarios.Probe(server.port))
+                probe = scenarios.Probe(server.port)
+                results[strategy]["factory_failure"] = scenarios.factory_failure(probe)
+                probe.close()
+            steps.finished(strategy, "factory_failure")
             pool_env = {"DB_POOL_SIZE": "2", "DB_MAX_OVERFLOW": "0", "DB_POOL_TIMEOUT": str(pool_timeout)}
             with probe_server(strategy, url, logs, "pool", **pool_env) as server:
                 results[strategy]["pool_exhaustion"] = scenarios.pool_exhaustion(server.port, pool_requests)
                 results[strategy]["pool_exhaustion"]["pool"] = {"size": 2, "overflow": 0, "timeout_s": pool_timeout}
+            steps.finished(strategy, "pool_exhaustion")
     return {
         "versions": installed_versions(),
         "database": make_url(url).get_backend_name(),

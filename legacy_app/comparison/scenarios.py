@@ -1,16 +1,49 @@
 """Each scenario sends real requests to a probe server and derives its figures from what the
 observers recorded. Nothing here is filled in from expectation: a figure that could not be
 observed is reported as None.
+
+Requests go through requests, one Session (keep-alive) per thread. The probe's own requests are
+retried when idempotent (server_process.http_session); those of pool_exhaustion are not: a
+request that failed is its result.
 """
+import json
 import statistics
 import threading
 import time
 from collections import Counter
+from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional
 
-from ..http_client import Client
+import requests
+
+from ..server_process import http_session
 
 Events = List[Dict[str, Any]]
+
+
+@dataclass
+class Reply:
+    status: int
+    body: bytes
+    complete: bool  # the whole body arrived: its Content-Length, or every chunk up to the last one
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+def fetch(session: requests.Session, method: str, url: str, timeout: float = 60.0) -> Reply:
+    """The answer as received. A body cut short, whether it declared a Content-Length or came
+    chunked, makes urllib3 raise IncompleteRead or ProtocolError, which requests turns into
+    ChunkedEncodingError: complete=False, and the body holds what was read before (maybe nothing)."""
+    with session.request(method, url, stream=True, timeout=timeout) as response:
+        parts: List[bytes] = []
+        try:
+            for part in response.iter_content(chunk_size=65536):
+                parts.append(part)
+            complete = True
+        except requests.exceptions.ChunkedEncodingError:
+            complete = False
+        return Reply(response.status_code, b"".join(parts), complete)
 
 
 class Probe:
@@ -18,13 +51,17 @@ class Probe:
 
     def __init__(self, port: int) -> None:
         self.port = port
-        self.client = Client(port)
+        self.base = f"http://127.0.0.1:{port}"
+        self.session = http_session()
+
+    def request(self, method: str, path: str) -> Reply:
+        return fetch(self.session, method, self.base + path)
 
     def reset(self) -> None:
-        self.client.request("GET", "/_probe/reset")
+        self.request("GET", "/_probe/reset")
 
     def snapshot(self) -> Dict[str, Any]:
-        return self.client.request("GET", "/_probe/events").json()
+        return self.request("GET", "/_probe/events").json()
 
     def wait_for(self, *names: str, timeout: float = 5.0) -> Dict[str, Any]:
         """The event log once every named event has happened (or the timeout passed)."""
@@ -41,10 +78,13 @@ class Probe:
         return self.snapshot()
 
     def rows_persisted(self) -> int:
-        return self.client.request("GET", "/_probe/rows").json()["rows"]
+        return self.request("GET", "/_probe/rows").json()["rows"]
 
     def cleanup(self) -> None:
-        self.client.request("GET", "/_probe/cleanup")
+        self.request("GET", "/_probe/cleanup")
+
+    def close(self) -> None:
+        self.session.close()
 
 
 def _first(events: Events, name: str) -> Optional[Dict[str, Any]]:
@@ -58,7 +98,7 @@ def _count(events: Events, name: str) -> int:
 def close_timing(probe: Probe, path: str) -> Dict[str, Any]:
     """Did the session close after the last body message reached the server, and on which thread?"""
     probe.reset()
-    reply = probe.client.request("GET", path)
+    reply = probe.request("GET", path)
     events = probe.wait_for("session.close", "response.body_complete")["events"]
     close = _first(events, "session.close")
     body_complete = _first(events, "response.body_complete")
@@ -72,7 +112,7 @@ def close_timing(probe: Probe, path: str) -> Dict[str, Any]:
 def no_db_route(probe: Probe, path: str = "/health", requests: int = 5) -> Dict[str, Any]:
     probe.reset()
     for _ in range(requests):
-        probe.client.request("GET", path)
+        probe.request("GET", path)
     events = probe.settle()["events"]
     return {
         "sessions_created": _count(events, "session.create") / requests,
@@ -83,7 +123,7 @@ def no_db_route(probe: Probe, path: str = "/health", requests: int = 5) -> Dict[
 def error_persistence(probe: Probe, path: str) -> Dict[str, Any]:
     probe.cleanup()
     probe.reset()
-    reply = probe.client.request("POST", path)
+    reply = probe.request("POST", path)
     probe.wait_for("session.close")
     rows = probe.rows_persisted()
     probe.cleanup()
@@ -99,7 +139,7 @@ def late_use(probe: Probe, path: str, name: str, uses: int) -> Dict[str, Any]:
     """
     probe.reset()
     checked_out_before = probe.snapshot()["checked_out"]
-    reply = probe.client.request("GET", path)
+    reply = probe.request("GET", path)
     probe.wait_for(f"{name}.end", "session.close")
     snapshot = probe.settle(0.1)  # let a close that follows the late use finish
     events = snapshot["events"]
@@ -129,8 +169,8 @@ def streaming_response(probe: Probe, chunks: int = 5) -> Dict[str, Any]:
 
 def factory_failure(probe: Probe) -> Dict[str, Any]:
     probe.reset()
-    db_status = probe.client.request("GET", "/users/").status
-    no_db_status = probe.client.request("GET", "/health").status
+    db_status = probe.request("GET", "/users/").status
+    no_db_status = probe.request("GET", "/health").status
     exception = _first(probe.settle()["events"], "server.exception")
     return {
         "db_route_status": db_status,
@@ -140,7 +180,7 @@ def factory_failure(probe: Probe) -> Dict[str, Any]:
 
 
 def contextvars(probe: Probe) -> Dict[str, Any]:
-    return {"set_in_middleware_visible_in_endpoint": probe.client.request("GET", "/probe/contextvar").json()["visible"]}
+    return {"set_in_middleware_visible_in_endpoint": probe.request("GET", "/probe/contextvar").json()["visible"]}
 
 
 def pool_exhaustion(port: int, requests: int, path: str = "/probe/slow") -> Dict[str, Any]:
@@ -149,14 +189,14 @@ def pool_exhaustion(port: int, requests: int, path: str = "/probe/slow") -> Dict
     start = threading.Barrier(requests + 1)
 
     def one() -> None:
-        client = Client(port, timeout=120)
+        session = http_session(retries=0)  # its own connection: the requests are concurrent
         start.wait()
         try:
-            status: Any = client.request("GET", path).status
+            status: Any = fetch(session, "GET", f"http://127.0.0.1:{port}{path}", timeout=120).status
         except Exception as error:  # a refused or reset connection is a result, not a crash
             status = type(error).__name__
         finally:
-            client.close()
+            session.close()
         with lock:
             statuses.append(status)
 
@@ -180,7 +220,7 @@ def overhead(probes: Dict[str, Probe], requests: int, warmup: int = 50) -> Dict[
         for round_number in range(warmup + requests):
             for name, probe in probes.items():
                 began = time.perf_counter()
-                reply = probe.client.request("GET", path)
+                reply = probe.request("GET", path)
                 elapsed = time.perf_counter() - began
                 if reply.status != 200:
                     raise RuntimeError(f"{name} {path} answered {reply.status} during the overhead run")

@@ -11,9 +11,9 @@ from typing import Dict, Iterable, Iterator, List, Sequence, Tuple
 from argon2 import PasswordHasher
 from sqlalchemy import and_, insert, select
 from sqlalchemy.engine import Connection, Engine
-from tqdm import tqdm
 
 from ..models import Item, User
+from .progress import Progress
 from .records import SeedUser
 
 BATCH_USERS = 5000
@@ -34,18 +34,19 @@ class BulkResult:
         )
 
 
-def seed(engine: Engine, users: Iterable[SeedUser], total: int, hasher: PasswordHasher, progress: bool = True) -> BulkResult:
+def seed(engine: Engine, users: Iterable[SeedUser], total: int, hasher: PasswordHasher) -> BulkResult:
+    """Progress goes to stderr: a bar on a terminal, else a line every few seconds."""
     result = BulkResult()
     started = time.perf_counter()
     hashes: Dict[str, str] = {}
-    with tqdm(total=total, unit="users", disable=None if progress else True, desc="seeding") as bar:
+    with Progress(total) as progress:
         for batch in _batches(users, BATCH_USERS):
             for user in batch:
                 if user.password not in hashes:
                     hashes[user.password] = hasher.hash(user.password)
             with engine.begin() as connection:
                 _seed_batch(connection, batch, hashes, result)
-            bar.update(len(batch))
+            progress.update(len(batch))
     result.seconds = time.perf_counter() - started
     return result
 

@@ -1,4 +1,4 @@
-"""Seed a running server over its HTTP API: `scripts/seed.sh --url URL (--users N | --file FILE)`.
+"""Seed a running server over its HTTP API: `scripts/seed.sh [--url URL] (--users N | --file FILE)`.
 
 Idempotent: a user is looked up by email (GET /users/?email=) before it is created, and an item
 is added only if its owner has no item with that title. Prints created / skipped / failed and
@@ -6,6 +6,7 @@ exits 1 when anything failed, 2 when the server cannot be reached.
 """
 import argparse
 import json
+import os
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -14,10 +15,11 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 from urllib.parse import quote, urlsplit
 
-from tqdm import tqdm
+import requests
 
-from ..http_client import Client
+from ..server_process import http_session
 from . import records
+from .progress import Progress
 from .records import SeedUser
 
 
@@ -57,46 +59,53 @@ class Seeder:
         if parts.scheme != "http" or not parts.hostname:
             raise ValueError(f"--url must look like http://HOST:PORT, got {url!r}")
         self.url = url
-        self.host = parts.hostname
-        self.port = parts.port or 80
-        self.prefix = parts.path.rstrip("/")
+        self.base = f"http://{parts.netloc}{parts.path.rstrip('/')}"
         self.timeout = timeout
         self.local = threading.local()
+        self.sessions: List[requests.Session] = []
+        self.sessions_lock = threading.Lock()
 
-    def client(self) -> Client:
-        if not hasattr(self.local, "client"):
-            self.local.client = Client(self.port, timeout=self.timeout, host=self.host)
-        return self.local.client
+    def session(self) -> requests.Session:
+        """One per thread, keeping its connection alive; lookups are retried, registrations never."""
+        if not hasattr(self.local, "session"):
+            session = self.local.session = http_session()
+            with self.sessions_lock:
+                self.sessions.append(session)
+        return self.local.session
 
-    def call(self, method: str, path: str, body: Any = None):
-        payload = None if body is None else json.dumps(body).encode()
+    def close(self) -> None:
+        with self.sessions_lock:
+            for session in self.sessions:
+                session.close()
+            self.sessions.clear()
+
+    def call(self, method: str, path: str, body: Any = None) -> requests.Response:
         try:
-            return self.client().request(method, self.prefix + path, payload)
-        except OSError as error:
+            return self.session().request(method, self.base + path, json=body, timeout=self.timeout)
+        except requests.exceptions.ChunkedEncodingError as error:  # the body ended before it was whole
+            raise Unreachable(f"{method} {self.base + path}: the answer was cut short: {error}") from None
+        except requests.RequestException as error:  # refused, reset or timed out, after the retries
             raise Unreachable(f"cannot reach {self.url}: {error}") from None
 
     def check_reachable(self) -> None:
-        probe = Client(self.port, timeout=min(3.0, self.timeout), host=self.host)  # fail fast
-        try:
-            reply = probe.request("GET", self.prefix + "/health")
-        except OSError as error:
+        try:  # fail fast: one try, a short timeout
+            reply = requests.get(self.base + "/health", timeout=min(3.0, self.timeout))
+        except requests.RequestException as error:
             raise Unreachable(f"cannot reach {self.url}: {error}") from None
-        finally:
-            probe.close()
-        if reply.status != 200:
-            raise Unreachable(f"{self.url}/health answered {reply.status}; is this the legacy_app API?")
+        if reply.status_code != 200:
+            raise Unreachable(f"{self.url}/health answered {reply.status_code}; is this the legacy_app API?")
 
     def seed_user(self, user: SeedUser, tally: Tally) -> None:
         existing = self.find(user.email)
         if existing is None:
             reply = self.call("POST", "/users/", {"email": user.email, "password": user.password})
-            if reply.status == 200:
+            if reply.status_code == 200:
                 existing = reply.json()
                 tally.add("users_created")
-            elif reply.status == 400 and (existing := self.find(user.email)) is not None:
+            elif reply.status_code == 400 and (existing := self.find(user.email)) is not None:
                 tally.add("users_skipped")  # registered meanwhile by someone else
             else:
-                tally.add("users_failed", f"user {user.email}: HTTP {reply.status} {_detail(reply.body)}")
+                tally.add("users_failed", f"user {user.email}: HTTP {reply.status_code} {_detail(reply.content)}")
                 for _ in user.items:
                     tally.add("items_failed")
                 return
@@ -109,16 +118,16 @@ class Seeder:
                 continue
             body = {"title": item.title, "description": item.description}
             reply = self.call("POST", f"/users/{existing['id']}/items/", body)
-            if reply.status == 200:
+            if reply.status_code == 200:
                 titles.add(item.title)
                 tally.add("items_created")
             else:
-                tally.add("items_failed", f"item {item.title!r} of {user.email}: HTTP {reply.status} {_detail(reply.body)}")
+                tally.add("items_failed", f"item {item.title!r} of {user.email}: HTTP {reply.status_code} {_detail(reply.content)}")
 
     def find(self, email: str) -> Optional[Dict[str, Any]]:
         reply = self.call("GET", f"/users/?email={quote(email)}")
-        if reply.status != 200:
-            raise Unreachable(f"{self.url}/users/?email= answered {reply.status}: {_detail(reply.body)}")
+        if reply.status_code != 200:
+            raise Unreachable(f"{self.url}/users/?email= answered {reply.status_code}: {_detail(reply.content)}")
         found = reply.json()
         return found[0] if found else None
 
@@ -134,15 +143,22 @@ def run(url: str, users: List[SeedUser], concurrency: int, timeout: float) -> in
     seeder = Seeder(url, timeout)
     seeder.check_reachable()
     tally = Tally()
-    with tqdm(total=len(users), unit="users", disable=None, desc="seeding") as bar:
+    with Progress(len(users)) as progress:
 
         def one(user: SeedUser) -> None:
             seeder.seed_user(user, tally)
-            bar.update(1)
+            progress.update(1)
 
-        with ThreadPoolExecutor(max_workers=concurrency) as pool:
-            for _ in pool.map(one, users):
-                pass
+        try:
+            with ThreadPoolExecutor(max_workers=concurrency) as pool:
+                try:
+                    for _ in pool.map(one, users):
+                        pass
+                except BaseException:  # the server is gone (or ^C): start no other user
+                    pool.shutdown(cancel_futures=True)
+                    raise
+        finally:
+            seeder.close()
     for failure in tally.failures[:20]:
         print(f"failed: {failure}", file=sys.stderr)
     if len(tally.failures) > 20:
@@ -153,7 +169,10 @@ def run(url: str, users: List[SeedUser], concurrency: int, timeout: float) -> in
 
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="seed.sh", description=__doc__.splitlines()[0])
-    parser.add_argument("--url", required=True, help="base URL of the running server, e.g. http://127.0.0.1:8000")
+    parser.add_argument(
+        "--url", default=f"http://127.0.0.1:{os.environ.get('PORT') or 8000}",
+        help="base URL of the running server (default: the one scripts/run.sh starts, http://127.0.0.1:$PORT, PORT 8000)",
+    )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--users", type=int, help="generate this many users (user<N>@seed.example.com)")
     source.add_argument("--file", type=Path, help="a .json or .csv file (format: scripts/README.md)")

@@ -12,17 +12,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
+from requests import RequestException
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from legacy_app.config import FLOOR_HASHING_ENV, Settings
 from legacy_app.database import begin_write, create_engine_from
-from legacy_app.http_client import Client
-from legacy_app.server_process import ServerProcess
+from legacy_app.server_process import ServerProcess, http_session
 
 from .tcp_proxy import TcpProxy
-
 
 
 @dataclass
@@ -87,16 +86,16 @@ def pool_exhaustion(url: str, log_dir: Path, requests: int = 100, block_seconds:
         lock = threading.Lock()
 
         def one(n: int) -> None:
-            client = Client(server.port, timeout=60)
+            session = http_session()
             began = time.perf_counter()
             try:
-                reply = client.request("POST", "/users/", f'{{"email": "pool{run}-{n}@drill.example.com", "password": "drill"}}'.encode())
-                status: Any = reply.status
-                has_retry_after = reply.status == 503 and "retry-after" in reply.headers
-            except OSError as error:
+                reply = session.post(f"{server.url}/users/", json={"email": f"pool{run}-{n}@drill.example.com", "password": "drill"}, timeout=60)
+                status: Any = reply.status_code
+                has_retry_after = reply.status_code == 503 and "retry-after" in reply.headers
+            except RequestException as error:
                 status, has_retry_after = type(error).__name__, False
             finally:
-                client.close()
+                session.close()
             with lock:
                 outcomes.append((status, time.perf_counter() - began, has_retry_after))
 
@@ -107,7 +106,8 @@ def pool_exhaustion(url: str, log_dir: Path, requests: int = 100, block_seconds:
         for future in futures:
             future.result()
         wall = time.perf_counter() - began
-        after = Client(server.port).request("GET", "/health/ready").status
+        with http_session() as session:
+            after = session.get(f"{server.url}/health/ready", timeout=60).status_code
         log = server.log()
     counts = Counter(str(status) for status, _, _ in outcomes)
     unavailable = [o for o in outcomes if o[0] == 503]
@@ -131,26 +131,31 @@ def outage(url: str, log_dir: Path, outage_seconds: float = 3.0) -> DrillResult:
     proxy = TcpProxy(target.host or "127.0.0.1", target.port or 5432).start()
     proxied = target.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
     with _server(proxied, log_dir, "outage") as server:
-        client = Client(server.port, timeout=30)
-        before = client.request("GET", "/users/?limit=1").status
+        session = http_session()
+
+        def status(path: str) -> int:
+            return session.get(server.url + path, timeout=30).status_code
+
+        before = status("/users/?limit=1")
         proxy.cut()
         during: List[Tuple[int, float]] = []
         liveness, readiness = set(), set()
         cut_at = time.perf_counter()
         while time.perf_counter() - cut_at < outage_seconds:
             began = time.perf_counter()
-            during.append((client.request("GET", "/users/?limit=1").status, time.perf_counter() - began))
-            liveness.add(client.request("GET", "/health").status)
-            readiness.add(client.request("GET", "/health/ready").status)
+            during.append((status("/users/?limit=1"), time.perf_counter() - began))
+            liveness.add(status("/health"))
+            readiness.add(status("/health/ready"))
             time.sleep(0.1)
         proxy.start()
         restored_at = time.perf_counter()
         recovered: Optional[float] = None
         while time.perf_counter() - restored_at < 30:
-            if client.request("GET", "/users/?limit=1").status == 200 and client.request("GET", "/health/ready").status == 200:
+            if status("/users/?limit=1") == 200 and status("/health/ready") == 200:
                 recovered = time.perf_counter() - restored_at
                 break
             time.sleep(0.1)
+        session.close()
         log = server.log()
     proxy.cut()
     statuses = Counter(status for status, _ in during)
@@ -175,18 +180,19 @@ def kill_during_writes(url: str, log_dir: Path, rounds: int = 3, writers: int = 
             lock = threading.Lock()
 
             def writer(n: int) -> None:
-                client = Client(server.port, timeout=10)
+                session = http_session()
                 k = 0
                 while not stop.is_set():
                     email = f"kill{time.time_ns()}-{round_number}-{n}-{k}@drill.example.com"
                     k += 1
                     try:
-                        reply = client.request("POST", "/users/", f'{{"email": "{email}", "password": "drill"}}'.encode())
-                    except OSError:
-                        return  # the server is gone: whatever was not acknowledged may be lost
-                    if reply.status == 200:
+                        reply = session.post(f"{server.url}/users/", json={"email": email, "password": "drill"}, timeout=10)
+                    except RequestException:
+                        break  # the server is gone: whatever was not acknowledged may be lost
+                    if reply.status_code == 200:
                         with lock:
                             acknowledged.append(email)
+                session.close()
 
             threads = [threading.Thread(target=writer, args=(n,)) for n in range(writers)]
             for thread in threads:
@@ -223,12 +229,15 @@ def sigterm_in_flight(url: str, log_dir: Path, requests: int = 50) -> DrillResul
         answered_at: List[float] = []
 
         def one(n: int) -> None:
-            client = Client(server.port, timeout=60)
+            session = http_session()
             try:
-                statuses.append(client.request("POST", "/users/", f'{{"email": "term{run}-{n}@drill.example.com", "password": "drill"}}'.encode()).status)
+                reply = session.post(f"{server.url}/users/", json={"email": f"term{run}-{n}@drill.example.com", "password": "drill"}, timeout=60)
+                statuses.append(reply.status_code)
                 answered_at.append(time.perf_counter())
-            except OSError as error:
+            except RequestException as error:
                 statuses.append(type(error).__name__)
+            finally:
+                session.close()
 
         with ThreadPoolExecutor(max_workers=requests) as pool:
             for n in range(requests):
