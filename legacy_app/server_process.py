@@ -6,7 +6,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Set
+from typing import Callable, Dict, List, Optional, Set, Union
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -44,21 +44,27 @@ def run_on(cpus: Optional[Set[int]]) -> Optional[Callable[[], None]]:
 
 
 class ServerProcess:
-    """`python -m uvicorn APP`, or with app="cli" the service's own `python -m legacy_app serve`."""
+    """`python -m uvicorn APP`, or with app="cli" the service's own `python -m legacy_app serve`, or with
+    app a command line (e.g. ["bash", "scripts/run.sh"]) that command, given serve's options.
+
+    The address goes as --host/--port, or with address_in_environment=True as HOST/PORT variables.
+    """
 
     def __init__(
         self,
-        app: str,
+        app: Union[str, List[str]],
         env: Dict[str, str],
         log_path: Path,
         extra_args: Optional[List[str]] = None,
         cpus: Optional[Set[int]] = None,
+        address_in_environment: bool = False,
     ) -> None:
         self.app = app
         self.env = env
         self.log_path = log_path
         self.extra_args = extra_args or []
         self.cpus = cpus  # CPUs the server (and every thread it starts) may run on; None: any
+        self.address_in_environment = address_in_environment
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: Optional[subprocess.Popen] = None
@@ -71,9 +77,16 @@ class ServerProcess:
         """Start the process without waiting for it, so that several servers can start at once."""
         python_path = os.pathsep.join(filter(None, [str(PACKAGE_PARENT), os.environ.get("PYTHONPATH")]))
         env = {**os.environ, **self.env, "PYTHONPATH": python_path}
+        if isinstance(self.app, list):
+            command = list(self.app)
+        else:
+            runner = ["legacy_app", "serve"] if self.app == "cli" else ["uvicorn", self.app]
+            command = [sys.executable, "-m", *runner]
+        if self.address_in_environment:
+            env.update(HOST="127.0.0.1", PORT=str(self.port))
+        else:
+            command += ["--host", "127.0.0.1", "--port", str(self.port)]
         self._log = open(self.log_path, "wb")
-        runner = ["legacy_app", "serve"] if self.app == "cli" else ["uvicorn", self.app]
-        command = [sys.executable, "-m", *runner, "--host", "127.0.0.1", "--port", str(self.port)]
         self.process = subprocess.Popen(
             command + self.extra_args, env=env, stdout=self._log, stderr=subprocess.STDOUT,
             preexec_fn=run_on(self.cpus),

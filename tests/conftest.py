@@ -90,10 +90,11 @@ def client(app: FastAPI) -> Iterator[TestClient]:
 
 @pytest.fixture
 def live_server_factory(tmp_path) -> Iterator[Callable[..., LiveServer]]:
+    """Starts the service with these environment variables; every server started is stopped at teardown."""
     servers = []
 
     def start(**env: str) -> LiveServer:
-        server = LiveServer(env={**env_for_hashing(), **env}, log_path=tmp_path / f"server-{len(servers)}.log")
+        server = LiveServer(env, tmp_path / f"server-{len(servers)}.log")
         servers.append(server)
         server.start()
         return server

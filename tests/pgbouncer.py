@@ -3,13 +3,14 @@ import os
 import shutil
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 from typing import Optional
 
 from sqlalchemy.engine import make_url
 
 from legacy_app.server_process import free_port
+
+from .live_server import wait_until
 
 PGBOUNCER = shutil.which("pgbouncer") or ("/usr/sbin/pgbouncer" if os.path.exists("/usr/sbin/pgbouncer") else None)
 
@@ -56,15 +57,16 @@ class PgBouncer:
                 shutil.chown(path, "postgres")
             command[1:1] = ["-u", "postgres"]
         self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"pgbouncer exited with {self.process.returncode}:\n{self.log()}")
-            if "listening on 127.0.0.1" in self.log():
-                return self
-            time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"pgbouncer did not start:\n{self.log()}")
+        try:
+            wait_until(self._listening, timeout=10, message="pgbouncer listening on 127.0.0.1", log=self.log)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _listening(self) -> bool:
+        assert self.process.poll() is None, f"pgbouncer exited with {self.process.returncode}:\n{self.log()}"
+        return "listening on 127.0.0.1" in self.log()
 
     def log(self) -> str:
         path = self.directory / "pgbouncer.log"

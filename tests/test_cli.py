@@ -1,22 +1,22 @@
 """The command line: a bad DATABASE_URL or address is one line and exit 1, serve's HOST/PORT and
 --help defaults, `db current` without creating anything, `db revision` writing the next migration."""
-import http.client
-import os
 import shutil
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Dict, List
 
 import pytest
+import requests
 from sqlalchemy import text
 
 from legacy_app import cli, migrate
 from legacy_app.config import Settings
 from legacy_app.database import create_engine_from
-from legacy_app.server_process import PACKAGE_PARENT, free_port
+from legacy_app.server_process import PACKAGE_PARENT
+
+from .live_server import LiveServer
 
 ACCEPTED = "accepted forms: sqlite:///path/to/file.db, postgresql+psycopg://user:password@host:5432/dbname, " \
            "mysql+pymysql://user:password@host:3306/dbname"
@@ -79,52 +79,25 @@ def test_other_configuration_errors_exit_1_too_and_a_wrong_command_line_2():
 # --- serve: where it listens, and a port already in use -------------------------------------------
 
 
-def wait_for_health(port: int, process: subprocess.Popen, log: Path, timeout: float = 30) -> int:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert process.poll() is None, log.read_text()
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-        try:
-            connection.request("GET", "/health")
-            return connection.getresponse().status
-        except OSError:
-            time.sleep(0.1)
-        finally:
-            connection.close()
-    raise AssertionError(f"no answer on port {port}:\n{log.read_text()}")
-
-
-def serve_until_healthy(tmp_path: Path, args: List[str], env: Dict[str, str], port: int) -> str:
-    log = tmp_path / "serve.log"
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "legacy_app", "serve", *args], cwd=str(PACKAGE_PARENT), stdout=out,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONPATH": str(PACKAGE_PARENT), "DATABASE_URL": f"sqlite:///{tmp_path / 's.db'}", **env},
-        )
-        try:
-            assert wait_for_health(port, process, log) == 200
-        finally:
-            process.terminate()
-            assert process.wait(timeout=30) == 0
-    return log.read_text()
+def serve_until_healthy(tmp_path: Path, env: Dict[str, str], address_in_environment: bool = False) -> LiveServer:
+    """`python -m legacy_app serve` until /health answers 200, then stopped by SIGTERM with exit 0."""
+    with LiveServer({"DATABASE_URL": f"sqlite:///{tmp_path / 's.db'}", **env}, tmp_path / "serve.log", app="cli",
+                    address_in_environment=address_in_environment) as server:
+        assert requests.get(f"{server.url}/health", timeout=5).status_code == 200
+    assert server.process.returncode == 0, server.log()
+    return server
 
 
 def test_serve_listens_on_the_host_and_port_of_the_environment(tmp_path):
-    port = free_port()
-    log = serve_until_healthy(tmp_path, [], {"HOST": "127.0.0.1", "PORT": str(port)}, port)
-    assert f"127.0.0.1:{port}" in log
+    server = serve_until_healthy(tmp_path, {}, address_in_environment=True)  # HOST=127.0.0.1, PORT=server.port
+    assert f"127.0.0.1:{server.port}" in server.log()
 
 
 def test_serve_flags_override_host_and_port_of_the_environment(tmp_path):
     with socket.socket() as taken:  # PORT names a port in use: serving there would fail
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        port = free_port()
-        serve_until_healthy(
-            tmp_path, ["--host", "127.0.0.1", "--port", str(port)],
-            {"HOST": "192.0.2.1", "PORT": str(taken.getsockname()[1])}, port,
-        )
+        serve_until_healthy(tmp_path, {"HOST": "192.0.2.1", "PORT": str(taken.getsockname()[1])})  # --host/--port win
 
 
 def test_an_invalid_port_in_the_environment_is_one_line():

@@ -12,7 +12,9 @@ import requests
 from legacy_app.comparison import scenarios
 from legacy_app.comparison.runner import run_comparison
 from legacy_app.config import STRATEGIES
-from legacy_app.server_process import PACKAGE_PARENT, ServerProcess
+from legacy_app.server_process import PACKAGE_PARENT
+
+from .live_server import LiveServer
 
 # The package's probe plus routes that misbehave on purpose (tests/probe_with_controls.py).
 PROBE_WITH_CONTROLS = "tests.probe_with_controls:app"
@@ -21,7 +23,7 @@ PROBE_WITH_CONTROLS = "tests.probe_with_controls:app"
 @pytest.fixture
 def asgi_probe(tmp_path):
     env = {"DATABASE_URL": f"sqlite:///{tmp_path / 'probe.db'}", "SESSION_STRATEGY": "asgi-middleware"}
-    with ServerProcess(PROBE_WITH_CONTROLS, env=env, log_path=tmp_path / "probe.log") as server:
+    with LiveServer(env, tmp_path / "probe.log", app=PROBE_WITH_CONTROLS) as server:
         probe = scenarios.Probe(server.port)
         yield probe
         probe.close()

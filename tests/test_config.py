@@ -6,7 +6,7 @@ import pytest
 
 from legacy_app.config import STRATEGIES, ConfigError, Settings
 
-from .live_server import REPO_ROOT
+from .live_server import REPO_ROOT, LiveServer
 
 
 def test_defaults():
@@ -136,10 +136,8 @@ def test_serve_with_the_database_down_exits_1_in_one_line_within_seconds():
 def test_serve_without_migrate_on_start_serves_with_the_database_down_and_is_not_ready(tmp_path):
     import requests
 
-    from legacy_app.server_process import ServerProcess
-
     env = {"DATABASE_URL": "postgresql+psycopg://postgres@127.0.0.1:9/nowhere", "MIGRATE_ON_START": "false"}
-    with ServerProcess("cli", env, tmp_path / "serve.log") as server:
+    with LiveServer(env, tmp_path / "serve.log", app="cli") as server:
         assert requests.get(f"{server.url}/health/ready", timeout=30).status_code == 503
     assert "legacy_app: warning: connection budget not checked: " in server.log()
     assert "Traceback" not in server.log()

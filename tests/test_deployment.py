@@ -6,7 +6,6 @@ import re
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -18,11 +17,12 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from legacy_app.capacity import ConnectionBudget, over_budget_warning, peak_connections, read_budget
-from legacy_app.config import FLOOR_HASHING_ENV, Settings
+from legacy_app.config import Settings
 from legacy_app.database import create_engine_from
-from legacy_app.server_process import PACKAGE_PARENT, ServerProcess, http_session
+from legacy_app.server_process import PACKAGE_PARENT, http_session
 
 from .conftest import FAST_HASHING, count_rows, database_url_for, reset_database
+from .live_server import LiveServer, wait_until
 from .pgbouncer import PGBOUNCER, PgBouncer
 
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL")
@@ -76,15 +76,10 @@ def test_sqlite_has_no_connection_budget(tmp_path):
         engine.dispose()
 
 
-def serve(tmp_path: Path, env: Dict[str, str], workers: int) -> ServerProcess:
-    log = tmp_path / f"serve-{uuid.uuid4().hex[:8]}.log"
-    return ServerProcess("cli", {**FLOOR_HASHING_ENV, **env}, log, extra_args=["--workers", str(workers)])
-
-
 @pytest.mark.parametrize("kind", ["postgresql", "mariadb"])
 def test_serve_warns_at_start_when_pools_could_exceed_max_connections(kind, tmp_path):
     url = database_url_for(kind, tmp_path)
-    with serve(tmp_path, {"DATABASE_URL": url, "DB_POOL_SIZE": "1000"}, workers=2) as server:
+    with LiveServer({"DATABASE_URL": url, "DB_POOL_SIZE": "1000"}, tmp_path / "serve.log", app="cli", workers=2) as server:
         assert requests.get(f"{server.url}/health", timeout=30).status_code == 200  # a warning, not a refusal
     assert re.search(
         r"legacy_app: warning: 2 worker\(s\) × \(DB_POOL_SIZE 1000 \+ DB_MAX_OVERFLOW 10\) = 2020 connections "
@@ -94,7 +89,8 @@ def test_serve_warns_at_start_when_pools_could_exceed_max_connections(kind, tmp_
 
 @pytest.mark.parametrize("kind", ["postgresql", "mariadb"])
 def test_serve_does_not_warn_when_default_pools_fit(kind, tmp_path):
-    with serve(tmp_path, {"DATABASE_URL": database_url_for(kind, tmp_path)}, workers=2) as server:
+    url = database_url_for(kind, tmp_path)
+    with LiveServer({"DATABASE_URL": url}, tmp_path / "serve.log", app="cli", workers=2) as server:
         assert requests.get(f"{server.url}/health", timeout=30).status_code == 200
     assert "warning" not in server.log()
 
@@ -112,8 +108,9 @@ def test_several_workers_refuse_an_in_memory_sqlite_database():
 def test_serve_with_two_workers_migrates_once_in_the_parent_and_not_in_the_workers(tmp_path):
     """Every migration on start logs "schema upgraded on start" (the app's start-up at info, which
     serve's workers log): one line from serve itself, none from its two workers."""
-    with serve(tmp_path, {"DATABASE_URL": f"sqlite:///{tmp_path / 'once.db'}"}, workers=2) as server:
-        wait_for_log(server, "Application startup complete.", count=2)
+    url = f"sqlite:///{tmp_path / 'once.db'}"
+    with LiveServer({"DATABASE_URL": url}, tmp_path / "serve.log", app="cli", workers=2) as server:
+        server.wait_for_every_worker()
         assert requests.get(f"{server.url}/users/", timeout=30).status_code == 200
     log = server.log()
     assert log.count("schema upgraded on start") == 1, log
@@ -228,12 +225,6 @@ class ConnectionSampler:
         self._stop.set()
         self._thread.join()
 
-    def wait_for_none(self, timeout: float = 10.0) -> int:
-        deadline = time.monotonic() + timeout
-        while (left := self.count()) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        return left
-
     def dispose(self) -> None:
         self.engine.dispose()
 
@@ -245,21 +236,13 @@ def named(url: str, application_name: str) -> str:
 POOL_SIZE, MAX_OVERFLOW, CLIENTS, ROUNDS = 3, 2, 8, 10
 
 
-def wait_for_log(server: ServerProcess, line: str, count: int, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while server.log().count(line) < count:
-        assert time.monotonic() < deadline, f"{count}× {line!r} not logged:\n{server.log()}"
-        time.sleep(0.05)
-
-
 def run_two_workers_under_load(
     database_url: str, tmp_path: Path, extra_env: Dict[str, str], after_load: Callable[[], None] = lambda: None
 ) -> None:
     """Serve with 2 workers, drive concurrent reads and writes, stop with SIGTERM; every request 200."""
     env = {"DATABASE_URL": database_url, "DB_POOL_SIZE": str(POOL_SIZE), "DB_MAX_OVERFLOW": str(MAX_OVERFLOW), **extra_env}
-    server = serve(tmp_path, env, workers=2)
-    with server:
-        wait_for_log(server, "Application startup complete.", count=2)  # /health answers with one ready
+    with LiveServer(env, tmp_path / "serve.log", app="cli", workers=2) as server:
+        server.wait_for_every_worker()
         statuses = drive_reads_and_writes(server.port, CLIENTS, ROUNDS)
         after_load()
     assert server.process.returncode == 0  # SIGTERM: both workers stopped gracefully
@@ -281,7 +264,7 @@ def test_two_workers_on_postgresql_serve_concurrent_reads_and_writes_with_no_err
             run_two_workers_under_load(
                 named(POSTGRES_URL, application_name), tmp_path, {}, after_load=lambda: held_after_load.append(sampler.count())
             )
-        assert sampler.wait_for_none() == 0, "a connection was left behind"
+        wait_until(lambda: sampler.count() == 0, timeout=10, message="no connection left behind")
     finally:
         sampler.dispose()
     limit = 2 * (POOL_SIZE + MAX_OVERFLOW)

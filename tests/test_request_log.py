@@ -10,9 +10,9 @@ from fastapi.testclient import TestClient
 from legacy_app.config import Settings
 from legacy_app.main import create_app
 from legacy_app.request_log import install_request_logging, is_acceptable_request_id
-from legacy_app.server_process import ServerProcess
 
-from .conftest import FAST_HASHING, env_for_hashing, post_json
+from .conftest import FAST_HASHING, post_json
+from .live_server import LiveServer
 
 LINE = re.compile(
     r"method=(?P<method>\S+) path=(?P<path>\S+) status=(?P<status>\S+) "
@@ -125,13 +125,8 @@ def test_level_above_info_logs_no_request_lines(logged_client, caplog):
     assert request_lines(caplog) == []
 
 
-def serve(tmp_path, **env: str) -> ServerProcess:
-    database = {"DATABASE_URL": f"sqlite:///{tmp_path / 'served.db'}"}
-    return ServerProcess("cli", {**env_for_hashing(), **database, **env}, tmp_path / "serve.log")
-
-
 def test_serve_writes_request_lines_to_stderr_with_process_id(tmp_path):
-    with serve(tmp_path) as server:
+    with LiveServer({"DATABASE_URL": f"sqlite:///{tmp_path / 'served.db'}"}, tmp_path / "serve.log", app="cli") as server:
         response = requests.get(f"{server.url}/users/1", headers={"X-Request-ID": "served-1"}, timeout=10)
     assert response.headers["x-request-id"] == "served-1"
     lines = [line for line in server.log().splitlines() if "request_id=served-1" in line]
@@ -142,6 +137,7 @@ def test_serve_writes_request_lines_to_stderr_with_process_id(tmp_path):
 
 @pytest.mark.parametrize("level", ["warning", "WARNING"])
 def test_serve_log_level_from_environment(tmp_path, level):
-    with serve(tmp_path, LOG_LEVEL=level) as server:
+    env = {"DATABASE_URL": f"sqlite:///{tmp_path / 'served.db'}", "LOG_LEVEL": level}
+    with LiveServer(env, tmp_path / "serve.log", app="cli") as server:
         assert requests.get(f"{server.url}/users/1", timeout=10).status_code == 404
     assert "legacy_app.request" not in server.log()

@@ -1,47 +1,34 @@
 """scripts/run.sh, the README's first command: serves the API, passes --workers on, stops on SIGTERM;
 the virtualenv it installs runs the package from any directory; scripts/test.sh keeps pytest's exit
 status and names the databases that ran."""
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import requests
 
-from legacy_app.server_process import PACKAGE_PARENT, free_port
+from legacy_app.server_process import PACKAGE_PARENT
+
+from .live_server import LiveServer
 
 # The stack whose virtualenv runs these tests is the one the scripts must use.
 STACK = "legacy" if ".venv-legacy" in sys.prefix else "current"
 VENV_BIN = PACKAGE_PARENT / (".venv-legacy" if STACK == "legacy" else ".venv") / "bin"
+RUN_SH = ["bash", str(PACKAGE_PARENT / "scripts" / "run.sh")]
 needs_script_venv = pytest.mark.skipif(
     Path(sys.prefix).resolve() != VENV_BIN.parent.resolve(), reason="runs under the scripts' virtualenv only (scripts/test.sh)"
 )
 
 
 def test_run_script_serves_with_two_workers_and_stops_cleanly(tmp_path):
-    port = free_port()
-    log_path = tmp_path / "run.log"
-    env = {**os.environ, "STACK": STACK, "PORT": str(port), "DATABASE_URL": f"sqlite:///{tmp_path / 'run.db'}"}
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            ["bash", str(PACKAGE_PARENT / "scripts" / "run.sh"), "--workers", "2"],
-            env=env, stdout=log, stderr=subprocess.STDOUT,
-        )
-        try:
-            deadline = time.monotonic() + 120  # the first call may install the run requirements
-            while log_path.read_text().count("Application startup complete.") < 2:
-                assert process.poll() is None, log_path.read_text()
-                assert time.monotonic() < deadline, log_path.read_text()
-                time.sleep(0.1)
-            assert requests.get(f"http://127.0.0.1:{port}/users/?limit=1", timeout=10).status_code == 200
-        finally:
-            process.send_signal(signal.SIGTERM)
-            returncode = process.wait(timeout=30)
-    log_text = log_path.read_text()
-    assert returncode == 0, log_text
+    env = {"STACK": STACK, "DATABASE_URL": f"sqlite:///{tmp_path / 'run.db'}"}
+    # PORT (and HOST) in the environment, as the README runs it; the first call may install the run requirements.
+    with LiveServer(env, tmp_path / "run.log", app=RUN_SH, workers=2, address_in_environment=True, start_timeout=120) as server:
+        server.wait_for_every_worker()
+        assert requests.get(f"{server.url}/users/?limit=1", timeout=10).status_code == 200
+    log_text = server.log()
+    assert server.process.returncode == 0, log_text  # stopped by SIGTERM
     assert len(set(line for line in log_text.splitlines() if "Started server process" in line)) == 2
     assert "Traceback" not in log_text
 
