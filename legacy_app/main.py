@@ -12,11 +12,12 @@ from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 from sqlalchemy.engine import Engine
 
-from . import compat, database, migrate
+from . import compat, database, db_metrics, migrate
 from .config import ConfigError, Settings
 from .database import create_engine_from
 from .errors import COMMON_RESPONSES, install_error_handlers
 from .http_protection import BodyLimitAndSecurityHeaders
+from .metrics import Metrics, install_metrics, mark_this_worker_dead
 from .request_log import install_request_logging
 from .routers import health, items, users
 from .security import make_password_hasher
@@ -43,6 +44,10 @@ def create_app(
     engine = engine or create_engine_from(settings)
     if session_factory is None:
         session_factory = make_session_factory(engine, settings.session_strategy)
+    metrics = Metrics() if settings.metrics else None
+    if metrics is not None:
+        db_metrics.measure_pool(engine, metrics)
+        session_factory = db_metrics.measure_sessions(session_factory, metrics)
 
     def startup() -> None:
         if settings.migrate_on_start:
@@ -58,6 +63,8 @@ def create_app(
     def shutdown() -> None:
         gc.unfreeze()  # collectable again: a test process starts and stops many apps
         engine.dispose()
+        if metrics is not None:
+            mark_this_worker_dead()  # under several workers: its gauges stop counting in the sum
 
     # /docs and /redoc with Swagger UI and ReDoc served from the package, not a CDN: they work offline.
     app = FastAPIOffline(
@@ -72,6 +79,8 @@ def create_app(
     install_session_strategy(app, settings.session_strategy, session_factory)
     install_error_handlers(app)
     app.add_middleware(BodyLimitAndSecurityHeaders, max_body_bytes=settings.max_body_bytes)  # sees every response
+    if metrics is not None:
+        install_metrics(app, metrics)  # counts every response, the body limit's 413s included
     install_request_logging(app)  # outermost: logs every response, the body limit's 413s included
     app.include_router(users.router, responses=COMMON_RESPONSES)
     app.include_router(items.router, responses=COMMON_RESPONSES)
