@@ -31,6 +31,7 @@ def serve(args: argparse.Namespace) -> int:
 
     from . import migrate
     from .database import create_engine_from, is_memory_sqlite
+    from .metrics import multiprocess_directory
     from .request_log import logging_config
 
     settings = Settings.from_env()
@@ -47,11 +48,13 @@ def serve(args: argparse.Namespace) -> int:
         engine.dispose()
     log_level = args.log_level or settings.log_level
     signal.signal(signal.SIGTERM, lambda *_: None)  # replaced by uvicorn while serving, restored after
-    uvicorn.run(
-        "legacy_app.main:app", host=args.host, port=args.port, workers=args.workers,
-        log_level=log_level, log_config=logging_config(log_level),
-        access_log=False,  # legacy_app.request logs each request, with its id
-    )
+    # Under several workers, a scrape of any one reports the sum over all (README: Observability).
+    with multiprocess_directory(args.workers if settings.metrics else 1):
+        uvicorn.run(
+            "legacy_app.main:app", host=args.host, port=args.port, workers=args.workers,
+            log_level=log_level, log_config=logging_config(log_level),
+            access_log=False,  # legacy_app.request logs each request, with its id
+        )
     return 0
 
 

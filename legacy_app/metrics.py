@@ -6,7 +6,10 @@ Under `serve --workers N` every worker writes its values to PROMETHEUS_MULTIPROC
 of any worker reads them all (prometheus_client's multiprocess mode): `serve` makes that directory.
 """
 import os
-from typing import Optional
+import shutil
+import tempfile
+from contextlib import contextmanager
+from typing import Iterator, Optional
 
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -93,6 +96,26 @@ def install_metrics(app: FastAPI, metrics: Metrics) -> None:
 
     app.state.metrics = metrics
     app.add_middleware(HttpMetrics, metrics=metrics, router=app.router)
+
+
+@contextmanager
+def multiprocess_directory(workers: int) -> Iterator[None]:
+    """For `serve --workers N`, N > 1: a fresh directory where every worker writes its values.
+
+    Set in the environment before uvicorn spawns the workers, so each sees it before it imports
+    prometheus_client; removed once serving ends. One process needs none, and a directory the
+    operator set (a gunicorn deployment) is theirs to manage.
+    """
+    if workers < 2 or os.environ.get(MULTIPROC_DIR_VARIABLE):
+        yield
+        return
+    directory = tempfile.mkdtemp(prefix="legacy_app-metrics-")
+    os.environ[MULTIPROC_DIR_VARIABLE] = directory
+    try:
+        yield
+    finally:
+        del os.environ[MULTIPROC_DIR_VARIABLE]
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def forget_dead_workers(directory: str) -> None:
