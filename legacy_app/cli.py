@@ -1,6 +1,7 @@
 """`python -m legacy_app <command>`: serve, db, seed, compare."""
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -42,7 +43,7 @@ def serve(args: argparse.Namespace) -> int:
         if settings.migrate_on_start:
             note = migrate.upgrade(engine)
             if note:
-                print(f"legacy_app: {note}", file=sys.stderr)
+                _say(settings, "INFO", note)
         _warn_if_pools_exceed_server(engine, settings, args.workers)
     finally:
         engine.dispose()
@@ -52,7 +53,7 @@ def serve(args: argparse.Namespace) -> int:
     with multiprocess_directory(args.workers if settings.metrics else 1):
         uvicorn.run(
             "legacy_app.main:app", host=args.host, port=args.port, workers=args.workers,
-            log_level=log_level, log_config=logging_config(log_level),
+            log_level=log_level, log_config=logging_config(log_level, settings.log_format),
             access_log=False,  # legacy_app.request logs each request, with its id
         )
     return 0
@@ -65,11 +66,23 @@ def _warn_if_pools_exceed_server(engine: Engine, settings: Settings, workers: in
         with engine.connect() as connection:
             budget = capacity.read_budget(connection)
     except SQLAlchemyError as error:  # only reached without MIGRATE_ON_START: serve, /health/ready tells
-        print(f"legacy_app: warning: connection budget not checked: {_first_line(error)}", file=sys.stderr)
+        _say(settings, "WARNING", f"connection budget not checked: {_first_line(error)}")
         return
     warning = budget and capacity.over_budget_warning(settings, workers, budget)
     if warning:
-        print(f"legacy_app: warning: {warning}", file=sys.stderr)
+        _say(settings, "WARNING", warning)
+
+
+def _say(settings: Settings, level: str, message: str) -> None:
+    """A line of serve's own on stderr, before uvicorn's logging starts: in the LOG_FORMAT of the rest."""
+    if settings.log_format == "json":
+        from .json_log import JsonFormatter
+
+        record = logging.LogRecord("legacy_app", getattr(logging, level), __file__, 0, message, None, None)
+        print(JsonFormatter().format(record), file=sys.stderr)
+    else:
+        prefix = "warning: " if level == "WARNING" else ""
+        print(f"legacy_app: {prefix}{message}", file=sys.stderr)
 
 
 def db(args: argparse.Namespace) -> int:
