@@ -142,6 +142,16 @@ def leaf_routes(router: Any) -> Iterable[Any]:
     return iter_route_contexts(router.routes)
 
 
+def rebuild_middleware_stack(app: Any) -> None:
+    """Make a change to app.build_middleware_stack (as OpenTelemetry's instrument_app makes) take effect.
+
+    Starlette before 0.24 builds the stack at once (and again on add_middleware); later releases
+    build it at the first request, so there is nothing to redo.
+    """
+    if getattr(app, "middleware_stack", None) is not None:
+        app.middleware_stack = app.build_middleware_stack()
+
+
 def lifespan_kwargs(startup: Callable[[], None], shutdown: Callable[[], None]) -> Dict[str, Any]:
     """FastAPI(...) keyword arguments that run `startup` and `shutdown` around serving."""
     if FASTAPI_HAS_LIFESPAN:
