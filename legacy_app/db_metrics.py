@@ -1,20 +1,20 @@
-"""Database figures: pool events on the engine, and a measured Session class for the factory.
+"""Database figures: the engine's pool, and a measured Session class for the session factory.
 
 SQLAlchemy has no event for a session being created or closed, so those two are counted by a
-subclass of the factory's Session class; transactions and the wait for a connection are counted
-by Session events on that subclass; connections in use by the pool's checkout and checkin events.
+subclass of the factory's Session class; transactions and the wait for a connection by Session
+events on its sessionmaker; connections in use by the pool (read at scrape time, or kept by its
+checkout and checkin events under several workers).
 """
+import os
 from time import perf_counter
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import Any, Callable, Optional
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
 from . import compat
-
-if TYPE_CHECKING:
-    from .metrics import Metrics
+from .metrics import MULTIPROC_DIR_VARIABLE, Metrics
 
 SessionFactory = Callable[[], Session]
 
@@ -23,10 +23,19 @@ SessionFactory = Callable[[], Session]
 _COUNTED = "legacy_app.counted_as_checked_out"
 
 
-def measure_pool(engine: Engine, metrics: "Metrics") -> None:
-    """Count connections in use. The listeners belong to the pool, and survive engine.dispose()."""
-    checked_out = metrics.pool_checked_out
+def measure_pool(engine: Engine, metrics: Metrics) -> None:
+    """Count connections in use: read from the pool at scrape time, or counted by its events.
+
+    In one process the scrape asks the pool itself, which costs requests nothing (the events cost
+    4 µs a request here, 2 % of a read). Several workers must each write their count where the
+    scraping worker can read it, so there the pool's checkout and checkin events keep it; their
+    listeners belong to the pool and survive engine.dispose().
+    """
     metrics.pool_capacity.set(_capacity(engine))
+    if not counts_by_events() and hasattr(engine.pool, "checkedout"):  # StaticPool has no count
+        metrics.pool_checked_out.set_function(lambda: engine.pool.checkedout())
+        return
+    checked_out = metrics.pool_checked_out
 
     def on_checkout(_dbapi_connection: Any, record: Any, _proxy: Any) -> None:
         record.record_info[_COUNTED] = True
@@ -41,6 +50,11 @@ def measure_pool(engine: Engine, metrics: "Metrics") -> None:
     event.listen(engine, "detach", on_return)  # a detached connection leaves the pool for good
 
 
+def counts_by_events() -> bool:
+    """Whether gauges must be kept by events: in multiprocess mode, a scrape reads only files."""
+    return bool(os.environ.get(MULTIPROC_DIR_VARIABLE))
+
+
 def _capacity(engine: Engine) -> int:
     pool = engine.pool
     if not hasattr(pool, "size"):  # StaticPool (in-memory SQLite): one shared connection
@@ -49,7 +63,7 @@ def _capacity(engine: Engine) -> int:
     return pool.size() + max(overflow, 0)
 
 
-def measure_sessions(factory: SessionFactory, metrics: "Metrics") -> SessionFactory:
+def measure_sessions(factory: SessionFactory, metrics: Metrics) -> SessionFactory:
     """The same factory, making sessions that count themselves.
 
     Only a sessionmaker can be measured: its Session class is subclassed, its options kept. Any
@@ -63,7 +77,7 @@ def measure_sessions(factory: SessionFactory, metrics: "Metrics") -> SessionFact
     return measured
 
 
-def _measured_session_class(base: type, metrics: "Metrics", refuses_late_use: bool) -> type:
+def _measured_session_class(base: type, metrics: Metrics, refuses_late_use: bool) -> type:
     sessions_open = metrics.sessions_open
     session_duration = metrics.session_duration
     used_after_close = metrics.sessions_used_after_close
@@ -101,7 +115,7 @@ def _measured_session_class(base: type, metrics: "Metrics", refuses_late_use: bo
     return MeasuredSession
 
 
-def _listen_for_transactions(factory: sessionmaker, metrics: "Metrics") -> None:
+def _listen_for_transactions(factory: sessionmaker, metrics: Metrics) -> None:
     checkout_wait = metrics.pool_checkout_wait
     transaction_duration = metrics.transaction_duration
 

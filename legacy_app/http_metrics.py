@@ -35,6 +35,7 @@ class HttpMetrics:
         # (method, route, status) -> its counter and histogram children: .labels() takes a lock
         # and builds a key on every call. The label values are bounded, so is this.
         self._children: Dict[Tuple[str, str, str], Tuple[Any, Any]] = {}
+        self._templates: Dict[int, str] = {}  # id(route) -> its template; routes live as long as the app
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -86,9 +87,12 @@ class HttpMetrics:
 
     def _route_template(self, scope: Any, request_line: Tuple[str, str, str]) -> str:
         route = scope.get("route")  # FastAPI's APIRoute puts itself there when it matches
-        if route is not None and getattr(route, "path", None):
-            return _template(route)
-        return self._match(request_line)
+        if route is None:
+            return self._match(request_line)
+        template = self._templates.get(id(route))
+        if template is None:
+            template = self._templates[id(route)] = _template(route)
+        return template
 
     def _match(self, request_line: Tuple[str, str, str]) -> str:
         """The template of the route the router would pick: a full match, else the first partial (405)."""

@@ -11,7 +11,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import InvalidRequestError
 from sqlalchemy.orm import Session
 
-from legacy_app import compat
+from legacy_app import compat, db_metrics
 from legacy_app.config import HTTP_MIDDLEWARE, YIELD_DEPENDENCY, Settings
 from legacy_app.deps import DbSession
 from legacy_app.http_metrics import METHODS, OTHER_METHOD, UNMATCHED
@@ -204,8 +204,10 @@ def test_metrics_false_serves_no_endpoint_and_installs_no_hooks(tmp_path):
     app.state.engine.dispose()
 
 
-def test_pool_gauge_stays_exact_when_the_database_goes_away(tmp_path):
+@pytest.mark.parametrize("counted_by", ["the pool at scrape time", "pool events (several workers)"])
+def test_pool_gauge_stays_exact_when_the_database_goes_away(tmp_path, monkeypatch, counted_by):
     # A checkout whose pre-ping and reconnect fail fires the pool's "checkin" without "checkout".
+    monkeypatch.setattr(db_metrics, "counts_by_events", lambda: counted_by.startswith("pool events"))
     url = database_url_for("postgresql", tmp_path)
     reset_database(url)
     server = make_url(url)
