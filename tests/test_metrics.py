@@ -226,3 +226,48 @@ def test_pool_gauge_stays_exact_when_the_database_goes_away(tmp_path, monkeypatc
         app.state.engine.dispose()
     assert value(samples, "db_pool_checked_out") == 0
     assert value(samples, "http_requests_total", method="GET", route="/users/{user_id}", status="503") == 2
+
+
+LATE_STATEMENTS = {
+    "execute": lambda db: db.execute(select(User.id)),
+    "get": lambda db: db.get(User, 1),
+    "scalars": lambda db: db.scalars(select(User)).all(),
+    "query": lambda db: db.query(User).all(),
+    "connection": lambda db: db.connection(),
+    "add then flush": lambda db: (db.add(User(email="late@example.com", hashed_password="x")), db.flush()),
+}
+
+
+@pytest.fixture
+def closed_http_middleware_session(tmp_path):
+    app = create_app(Settings(database_url=f"sqlite:///{tmp_path / 'late.db'}", session_strategy=HTTP_MIDDLEWARE))
+    db = app.state.session_factory()
+    db.close()
+    yield db, app.state.metrics
+    app.state.engine.dispose()
+
+
+@pytest.mark.parametrize("statement", LATE_STATEMENTS)
+def test_each_statement_on_a_closed_http_middleware_session_is_refused_and_counted_once(
+    closed_http_middleware_session, statement
+):
+    db, metrics = closed_http_middleware_session
+    if statement == "add then flush" and compat.SQLALCHEMY_2:
+        pytest.skip("SQLAlchemy 2.x refuses the add() itself, uncounted (next test)")
+    with pytest.raises(InvalidRequestError):
+        LATE_STATEMENTS[statement](db)
+    assert value(parse(metrics.scrape().decode()), "db_sessions_used_after_close_total") == 1
+
+
+@pytest.mark.parametrize("operation", ["add", "commit"])
+def test_add_and_commit_on_a_closed_session_are_not_counted(closed_http_middleware_session, operation):
+    # On SQLAlchemy 2.x they are refused inside SQLAlchemy before a bind is asked for; on 1.4 an
+    # add() is not refused until its flush, and a commit with nothing to flush has nothing to refuse.
+    db, metrics = closed_http_middleware_session
+    use = {"add": lambda: db.add(User(email="late@example.com", hashed_password="x")), "commit": db.commit}[operation]
+    if compat.SQLALCHEMY_2:
+        with pytest.raises(InvalidRequestError):
+            use()
+    else:
+        use()
+    assert value(parse(metrics.scrape().decode()), "db_sessions_used_after_close_total") == 0
