@@ -2,6 +2,7 @@
 the multiprocess directory it made."""
 import json
 import re
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Set
 
@@ -27,6 +28,21 @@ def served_database(request, tmp_path) -> str:
 def worker_pids(log: str, request_line: str) -> Set[str]:
     """The pids in the request log lines ("INFO [pid] legacy_app.request: method=... path=...")."""
     return set(re.findall(r"\[(\d+)\] legacy_app\.request: " + re.escape(request_line), log))
+
+
+def wait_until_logged(server: ServerProcess, requests: int, timeout: float = 10.0) -> None:
+    """Until `requests` request lines other than scrapes are in the log.
+
+    A worker counts a request after its response is sent, so a scrape answered by the other worker
+    at once may not see it yet. The request log writes its line after the metrics middleware
+    (inside it) has counted: once every line is there, every count is.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if len(re.findall(r"legacy_app\.request: method=\S+ path=(?!/metrics )", server.log())) >= requests:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"fewer than {requests} request lines logged:\n{server.log()}")
 
 
 def get_on_a_new_connection(port: int, path: str) -> int:
@@ -69,6 +85,7 @@ def test_two_workers_report_exact_sums_over_both_and_serve_removes_its_directory
             for _ in range(5):
                 assert get_on_a_new_connection(server.port, "/users/999999") == 404
         assert len(worker_pids(server.log(), f"method=GET path={path} status=200")) == 2
+        wait_until_logged(server, 1 + 1 + sent + 5)  # start()'s /health, the POST, the reads
 
         scrapes = []
         while len(scrapes) < 6 or (len(worker_pids(server.log(), "method=GET path=/metrics")) < 2
@@ -98,6 +115,7 @@ def test_one_worker_needs_no_multiprocess_directory(tmp_path):
     with ServerProcess("cli", env, tmp_path / "serve.log") as server:
         assert not [p for p in scratch.iterdir() if p.name.startswith("legacy_app-metrics-")]
         assert get_on_a_new_connection(server.port, "/users/1") == 404
+        wait_until_logged(server, 2)  # start()'s /health and the read
         samples = scrape_on_a_new_connection(server.port)
     assert value(samples, "http_requests_total", method="GET", route="/users/{user_id}", status="404") == 1
 
