@@ -1,7 +1,7 @@
 """Prometheus metrics: what they are, how they are hooked into an app, and GET /metrics.
 
-The figures come from three hooks, each in its own module: http_metrics (a pure ASGI middleware),
-and db_metrics (pool events on the engine, a measured Session class for the session factory).
+The figures come from hooks in their own modules: http_metrics (a pure ASGI middleware, which also
+answers the scrape) and db_metrics (the engine's pool, a measured Session class for the factory).
 Under `serve --workers N` every worker writes its values to PROMETHEUS_MULTIPROC_DIR, and a scrape
 of any worker reads them all (prometheus_client's multiprocess mode): `serve` makes that directory.
 """
