@@ -2,6 +2,7 @@
 import argparse
 import errno
 import json
+import logging
 import os
 import socket
 import sys
@@ -41,6 +42,7 @@ def serve(args: argparse.Namespace) -> int:
 
     from . import migrate
     from .database import create_engine_from, is_memory_sqlite
+    from .metrics import multiprocess_directory
     from .request_log import logging_config
 
     host, port = _listen_address(args)
@@ -53,7 +55,7 @@ def serve(args: argparse.Namespace) -> int:
         if settings.migrate_on_start:
             note, done = migrate.upgrade_on_start(engine)
             for line in filter(None, (note, done)):
-                print(f"legacy_app: {line}", file=sys.stderr)
+                _say(settings, "INFO", line)
         _warn_if_pools_exceed_server(engine, settings, args.workers)
     finally:
         engine.dispose()
@@ -62,11 +64,13 @@ def serve(args: argparse.Namespace) -> int:
     os.environ["MIGRATE_ON_START"] = "false"
     log_level = args.log_level or settings.log_level
     signal.signal(signal.SIGTERM, lambda *_: None)  # replaced by uvicorn while serving, restored after
-    uvicorn.run(
-        "legacy_app.main:app", host=host, port=port, workers=args.workers,
-        log_level=log_level, log_config=logging_config(log_level),
-        access_log=False,  # legacy_app.request logs each request, with its id
-    )
+    # Under several workers, a scrape of any one reports the sum over all (README: Observability).
+    with multiprocess_directory(args.workers if settings.metrics else 1):
+        uvicorn.run(
+            "legacy_app.main:app", host=host, port=port, workers=args.workers,
+            log_level=log_level, log_config=logging_config(log_level, settings.log_format),
+            access_log=False,  # legacy_app.request logs each request, with its id
+        )
     return 0
 
 
@@ -110,11 +114,23 @@ def _warn_if_pools_exceed_server(engine: Engine, settings: Settings, workers: in
         with engine.connect() as connection:
             budget = capacity.read_budget(connection)
     except SQLAlchemyError as error:  # only reached without MIGRATE_ON_START: serve, /health/ready tells
-        print(f"legacy_app: warning: connection budget not checked: {_first_line(error)}", file=sys.stderr)
+        _say(settings, "WARNING", f"connection budget not checked: {_first_line(error)}")
         return
     warning = budget and capacity.over_budget_warning(settings, workers, budget)
     if warning:
-        print(f"legacy_app: warning: {warning}", file=sys.stderr)
+        _say(settings, "WARNING", warning)
+
+
+def _say(settings: Settings, level: str, message: str) -> None:
+    """A line of serve's own on stderr, before uvicorn's logging starts: in the LOG_FORMAT of the rest."""
+    if settings.log_format == "json":
+        from .json_log import JsonFormatter
+
+        record = logging.LogRecord("legacy_app", getattr(logging, level), __file__, 0, message, None, None)
+        print(JsonFormatter().format(record), file=sys.stderr)
+    else:
+        prefix = "warning: " if level == "WARNING" else ""
+        print(f"legacy_app: {prefix}{message}", file=sys.stderr)
 
 
 def db(args: argparse.Namespace) -> int:

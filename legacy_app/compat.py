@@ -9,6 +9,7 @@ import inspect
 from typing import Any, AsyncIterator, Callable, Dict, Iterable, List
 
 import fastapi
+import fastapi.routing
 import pydantic
 import sqlalchemy
 from sqlalchemy import exc as sa_exc
@@ -108,6 +109,13 @@ def refuse_use_after_close_options() -> Dict[str, Any]:
     return {"class_": _RefuseUseAfterCloseSession}
 
 
+def refuses_use_after_close(factory: Any) -> bool:
+    """Whether a sessionmaker's sessions refuse use once closed (refuse_use_after_close_options)."""
+    if SQLALCHEMY_2:
+        return factory.kw.get("close_resets_only") is False
+    return issubclass(factory.class_, _RefuseUseAfterCloseSession)
+
+
 def driver_url(url: str) -> str:
     """Point a PostgreSQL URL at a driver the installed SQLAlchemy has.
 
@@ -120,6 +128,28 @@ def driver_url(url: str) -> str:
 
 
 # --- FastAPI / Starlette --------------------------------------------------------------------------
+
+
+def leaf_routes(router: Any) -> Iterable[Any]:
+    """The router's routes, those of included routers among them, each with .matches() and .path.
+
+    FastAPI 0.86 copies an included router's routes into the app's; recent FastAPI keeps the
+    included router as one entry, whose routes fastapi.routing.iter_route_contexts() lists.
+    """
+    iter_route_contexts = getattr(fastapi.routing, "iter_route_contexts", None)
+    if iter_route_contexts is None:
+        return router.routes
+    return iter_route_contexts(router.routes)
+
+
+def rebuild_middleware_stack(app: Any) -> None:
+    """Make a change to app.build_middleware_stack (as OpenTelemetry's instrument_app makes) take effect.
+
+    Starlette before 0.24 builds the stack at once (and again on add_middleware); later releases
+    build it at the first request, so there is nothing to redo.
+    """
+    if getattr(app, "middleware_stack", None) is not None:
+        app.middleware_stack = app.build_middleware_stack()
 
 
 def lifespan_kwargs(startup: Callable[[], None], shutdown: Callable[[], None]) -> Dict[str, Any]:

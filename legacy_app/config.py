@@ -8,6 +8,9 @@ HTTP_MIDDLEWARE = "http-middleware"
 YIELD_DEPENDENCY = "yield-dependency"
 STRATEGIES = (ASGI_MIDDLEWARE, HTTP_MIDDLEWARE, YIELD_DEPENDENCY)
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+LOG_FORMATS = ("text", "json")
+# PostgreSQL keeps idle_in_transaction_session_timeout in milliseconds, as a 32-bit integer.
+MAX_IDLE_IN_TRANSACTION_SECONDS = 2_147_483
 
 # OWASP Password Storage Cheat Sheet: argon2id with at least 19 MiB and 2 iterations.
 ARGON2_MIN_MEMORY_KIB = 19 * 1024
@@ -45,9 +48,17 @@ class Settings:
     # mode hands the next transaction another server connection, where it does not exist.
     prepared_statements: bool = True
     log_level: str = "info"
+    log_format: str = "text"
+    metrics: bool = True
+    # PostgreSQL ends a session left idle inside a transaction this long: a leaked transaction cannot
+    # hold its locks and its connection for ever. 0 leaves the server's own setting.
+    idle_in_transaction_timeout: float = 60.0
+    # OpenTelemetry's standard variable: set, the service exports traces there (the `otel` extra).
+    otlp_endpoint: str = ""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "log_level", self.log_level.lower())  # LOG_LEVEL=INFO is fine too
+        object.__setattr__(self, "log_format", self.log_format.lower())
         if self.session_strategy not in STRATEGIES:
             raise ConfigError(
                 f"SESSION_STRATEGY must be one of {', '.join(STRATEGIES)}; "
@@ -67,6 +78,12 @@ class Settings:
         _require(self.argon2_parallelism >= 1, "ARGON2_PARALLELISM", "an integer >= 1", self.argon2_parallelism)
         _require(self.max_body_bytes >= 1024, "MAX_BODY_BYTES", "an integer >= 1024", self.max_body_bytes)
         _require(self.log_level in LOG_LEVELS, "LOG_LEVEL", f"one of {', '.join(LOG_LEVELS)}", self.log_level)
+        _require(self.log_format in LOG_FORMATS, "LOG_FORMAT", f"one of {', '.join(LOG_FORMATS)}", self.log_format)
+        _require(
+            0 <= self.idle_in_transaction_timeout <= MAX_IDLE_IN_TRANSACTION_SECONDS,
+            "DB_IDLE_IN_TRANSACTION_TIMEOUT", f"a number of seconds from 0 (off) to {MAX_IDLE_IN_TRANSACTION_SECONDS}",
+            self.idle_in_transaction_timeout,
+        )
         check_database_url(self.database_url)
 
     @classmethod
@@ -102,6 +119,10 @@ ENV_NAMES = {
     "max_body_bytes": "MAX_BODY_BYTES",
     "prepared_statements": "DB_PREPARED_STATEMENTS",
     "log_level": "LOG_LEVEL",
+    "log_format": "LOG_FORMAT",
+    "metrics": "METRICS",
+    "idle_in_transaction_timeout": "DB_IDLE_IN_TRANSACTION_TIMEOUT",
+    "otlp_endpoint": "OTEL_EXPORTER_OTLP_ENDPOINT",
 }
 
 

@@ -63,6 +63,8 @@ def create_engine_from(settings: Settings) -> Engine:
         connect_args: Dict[str, Any] = {"connect_timeout": CONNECT_TIMEOUT_SECONDS}
         if url.drivername == "postgresql+psycopg" and not settings.prepared_statements:
             connect_args["prepare_threshold"] = None  # psycopg2 never prepares server-side
+        if url.get_backend_name() == "postgresql" and settings.idle_in_transaction_timeout > 0:
+            connect_args["options"] = _with_idle_in_transaction_timeout(url, settings.idle_in_transaction_timeout)
         kwargs.update(pool_pre_ping=True, connect_args=connect_args, **_pool_kwargs(settings))
         if url.get_backend_name() == "mysql":
             kwargs["pool_recycle"] = 3600  # MariaDB drops connections idle for wait_timeout
@@ -123,6 +125,19 @@ def _configure_sqlite(engine: Engine) -> None:
         # Straight to the driver: this runs for every transaction, and SQLAlchemy's statement
         # machinery (exec_driver_sql) cost a tenth of a whole read here.
         connection.connection.dbapi_connection.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def _with_idle_in_transaction_timeout(url: URL, seconds: float) -> str:
+    """libpq's `options`, the URL's own (?options=...) kept, plus the server-side backstop.
+
+    A startup option rather than a SET on connect: it holds for the connection's whole life and
+    costs no round trip. PgBouncer (1.18) refuses the `options` parameter: there, turn this off
+    and set the timeout on the server (README: Deployment).
+    """
+    milliseconds = max(1, round(seconds * 1000))
+    own = url.query.get("options", "")
+    own = own if isinstance(own, str) else " ".join(own)
+    return f"{own} -c idle_in_transaction_session_timeout={milliseconds}".strip()
 
 
 def _pool_kwargs(settings: Settings) -> Dict[str, Any]:

@@ -30,6 +30,9 @@ async def validation_error(request: Request, exc: RequestValidationError) -> JSO
 
 
 async def pool_timeout(request: Request, exc: PoolTimeout) -> JSONResponse:
+    metrics = getattr(request.app.state, "metrics", None)
+    if metrics is not None:
+        metrics.pool_timeouts.inc()  # here, where the 503 is decided: one count per 503
     logger.warning("503 for %s %s: no database connection free within the pool timeout", request.method, request.url.path)
     return _unavailable("Database busy, try again shortly")
 

@@ -12,6 +12,8 @@ from urllib.parse import quote
 
 from asgi_correlation_id import CorrelationIdMiddleware, correlation_id
 
+from .json_log import REQUEST_FIELDS
+
 logger = logging.getLogger("legacy_app.request")
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -51,10 +53,14 @@ class RequestLog:
             status = status or 500  # Starlette's outermost error handler answers 500
             raise
         finally:
+            fields = {
+                "method": scope["method"], "path": _path_as_sent(scope), "status": status,  # None: client left first
+                "duration_ms": round((time.perf_counter() - started) * 1000, 1), "request_id": correlation_id.get(),
+            }
             logger.info(
                 "method=%s path=%s status=%s duration_ms=%.1f request_id=%s",
-                scope["method"], _path_as_sent(scope), status or "-",  # "-": client left first
-                (time.perf_counter() - started) * 1000, correlation_id.get(),
+                fields["method"], fields["path"], status or "-", fields["duration_ms"], fields["request_id"],
+                extra={REQUEST_FIELDS: fields},
             )
 
 
@@ -66,12 +72,18 @@ def install_request_logging(app: Any) -> None:
     )
 
 
-def logging_config(level: str) -> Dict[str, Any]:
-    """uvicorn's logging configuration plus the service's loggers, at `level`, on stderr."""
+def logging_config(level: str, log_format: str = "text") -> Dict[str, Any]:
+    """uvicorn's logging configuration plus the service's loggers, at `level`, on stderr.
+
+    log_format "json" makes every line a JSON object, uvicorn's own lines included.
+    """
     from uvicorn.config import LOGGING_CONFIG
 
     config = copy.deepcopy(LOGGING_CONFIG)
     config["formatters"]["legacy_app"] = {"format": "%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s"}
+    if log_format == "json":
+        for name in config["formatters"]:
+            config["formatters"][name] = {"()": "legacy_app.json_log.JsonFormatter"}
     config["handlers"]["legacy_app"] = {
         "class": "logging.StreamHandler", "formatter": "legacy_app", "stream": "ext://sys.stderr",
     }

@@ -13,6 +13,7 @@ ensure_venv() {  # ensure_venv [test]
   local files=(requirements.txt "constraints/$STACK.txt")
   if [[ "${1:-run}" == test ]]; then
     files+=(requirements-test.txt)
+    files+=(requirements-otel.txt)  # the trace test runs in CI
     [[ "$STACK" == current ]] && files+=(requirements-fuzz.txt)  # schemathesis 4 needs anyio 4
   fi
   local stamp

@@ -36,3 +36,18 @@ def test_one_short_round_reports_every_endpoint_ratio_target_and_the_write_rate(
     assert re.search(r"asgi-middleware \d+ users/s, http-middleware \d+ users/s, yield-dependency \d+ users/s", output)
     assert re.search(r"^  /health\s+asgi-middleware vs yield-dependency: \d+\.\d\dx .* over 2 rounds$", output, re.MULTILINE)
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed (scripts/bench.sh installs it)")
+def test_the_metrics_cost_benchmark_prints_requests_per_second_ratio_and_cost():
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.metrics_cost", "--rounds", "1", "--seconds", "1"],
+        cwd=PACKAGE_PARENT, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode in (0, 1), result.stderr  # 1: over the 5 % allowed, not a crash
+    output = result.stdout
+    assert re.search(r"^requests/s, median over rounds: metrics on \d+, off \d+$", output, re.MULTILINE), output
+    assert re.search(r"^ratio on/off: \d\.\d{3} \(\d\.\d{3}-\d\.\d{3}\)$", output, re.MULTILINE), output
+    verdict = re.search(r"^(PASS|FAIL) metrics cost -?\d+\.\d %", output, re.MULTILINE)
+    assert verdict and result.returncode == (0 if verdict.group(1) == "PASS" else 1)
+    assert "Traceback" not in result.stderr

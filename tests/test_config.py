@@ -141,3 +141,32 @@ def test_serve_without_migrate_on_start_serves_with_the_database_down_and_is_not
         assert requests.get(f"{server.url}/health/ready", timeout=30).status_code == 503
     assert "legacy_app: warning: connection budget not checked: " in server.log()
     assert "Traceback" not in server.log()
+
+
+def test_observability_settings_defaults_and_values():
+    defaults = Settings.from_env({})
+    assert (defaults.metrics, defaults.log_format, defaults.idle_in_transaction_timeout, defaults.otlp_endpoint) == (
+        True, "text", 60.0, "")
+    settings = Settings.from_env({
+        "METRICS": "false", "LOG_FORMAT": "JSON", "DB_IDLE_IN_TRANSACTION_TIMEOUT": "0",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318",
+    })
+    assert (settings.metrics, settings.log_format, settings.idle_in_transaction_timeout, settings.otlp_endpoint) == (
+        False, "json", 0.0, "http://127.0.0.1:4318")
+
+
+@pytest.mark.parametrize(
+    "environ, message",
+    [
+        ({"METRICS": "sometimes"}, "METRICS must be one of true, false, 1, 0, yes, no, on, off; got 'sometimes'"),
+        ({"LOG_FORMAT": "xml"}, "LOG_FORMAT must be one of text, json; got 'xml'"),
+        ({"DB_IDLE_IN_TRANSACTION_TIMEOUT": "-1"}, "DB_IDLE_IN_TRANSACTION_TIMEOUT must be a number of seconds from 0 (off) to 2147483; got -1.0"),
+        ({"DB_IDLE_IN_TRANSACTION_TIMEOUT": "nan"}, "DB_IDLE_IN_TRANSACTION_TIMEOUT must be a number of seconds from 0 (off) to 2147483"),
+        ({"DB_IDLE_IN_TRANSACTION_TIMEOUT": "a minute"}, "DB_IDLE_IN_TRANSACTION_TIMEOUT must be a number; got 'a minute'"),
+    ],
+)
+def test_an_invalid_observability_setting_names_the_variable(environ, message):
+    with pytest.raises(ConfigError) as raised:
+        Settings.from_env(environ)
+    assert message in str(raised.value)
+    assert "\n" not in str(raised.value)

@@ -15,6 +15,7 @@ import pytest
 import requests
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 
 from legacy_app.capacity import ConnectionBudget, over_budget_warning, peak_connections, read_budget
 from legacy_app.config import Settings
@@ -276,6 +277,11 @@ def test_two_workers_on_postgresql_serve_concurrent_reads_and_writes_with_no_err
 # --- PgBouncer in transaction mode ----------------------------------------------------------------
 
 
+# PgBouncer 1.18 refuses libpq's `options` startup parameter, which carries the
+# idle_in_transaction_session_timeout backstop: behind it, that is set on the server instead.
+NO_STARTUP_OPTIONS = {"idle_in_transaction_timeout": 0}
+
+
 @pytest.fixture
 def pgbouncer():
     if not POSTGRES_URL:
@@ -289,7 +295,8 @@ def pgbouncer():
 
 @pytest.mark.parametrize("prepared_statements", [True, False])
 def test_psycopg_prepared_statements_fail_behind_transaction_pooling_unless_turned_off(pgbouncer, prepared_statements):
-    engine = create_engine_from(Settings(database_url=pgbouncer.url(), prepared_statements=prepared_statements))
+    engine = create_engine_from(Settings(
+        database_url=pgbouncer.url(), prepared_statements=prepared_statements, **NO_STARTUP_OPTIONS))
     failures = 0
     try:
         connections = [engine.connect() for _ in range(6)]
@@ -310,5 +317,15 @@ def test_psycopg_prepared_statements_fail_behind_transaction_pooling_unless_turn
 
 def test_two_workers_behind_pgbouncer_serve_load_with_no_error(pgbouncer, tmp_path):
     reset_database(POSTGRES_URL)
-    run_two_workers_under_load(pgbouncer.url(), tmp_path, {"DB_PREPARED_STATEMENTS": "false"})
+    run_two_workers_under_load(
+        pgbouncer.url(), tmp_path, {"DB_PREPARED_STATEMENTS": "false", "DB_IDLE_IN_TRANSACTION_TIMEOUT": "0"})
     assert count_rows(POSTGRES_URL, "users") == count_rows(POSTGRES_URL, "items") == CLIENTS * ROUNDS
+
+
+def test_pgbouncer_refuses_the_idle_in_transaction_startup_option_with_a_message_naming_it(pgbouncer):
+    engine = create_engine_from(Settings(database_url=pgbouncer.url()))  # the default: 60 s
+    try:
+        with pytest.raises(OperationalError, match="unsupported startup parameter: options"):
+            engine.connect()
+    finally:
+        engine.dispose()

@@ -29,6 +29,14 @@ def test_setup_cfg_reads_its_requirements_from_requirements_txt():
     assert config["options"]["install_requires"].strip() == "file: requirements.txt"
 
 
+def test_the_otel_extra_and_requirements_otel_txt_agree():
+    config = configparser.ConfigParser()
+    config.read(REPO_ROOT / "setup.cfg")
+    declared = requirement_lines(config["options.extras_require"]["otel"])
+    assert declared == requirement_lines((REPO_ROOT / "requirements-otel.txt").read_text())
+    assert not any("opentelemetry" in line for line in config["options"]["install_requires"].splitlines())
+
+
 def test_the_console_script_is_declared():
     config = configparser.ConfigParser()
     config.read(REPO_ROOT / "setup.cfg")

@@ -92,10 +92,12 @@ def assert_drill(result):
     assert result.passed, result.line()
 
 
-def test_pool_exhaustion_answers_only_200_or_503_with_retry_after(drill_url, tmp_path):
+def test_pool_exhaustion_answers_only_200_or_503_with_retry_after_each_counted_in_pool_timeouts(drill_url, tmp_path):
     result = drills.pool_exhaustion(drill_url, tmp_path)
     assert_drill(result)
     assert result.figures["statuses"].get("503", 0) > 0  # the drill did exhaust the pool
+    assert result.figures["pool_timeouts_counted"] == result.figures["statuses"]["503"]
+    assert result.figures["pool_checked_out_after"] == 0
 
 
 def test_a_cut_database_gives_prompt_503s_and_recovers_without_restart(drill_url, tmp_path):

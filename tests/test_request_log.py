@@ -1,4 +1,5 @@
 """Request logging: one line per request (method, path, status, duration, request id), nothing secret."""
+import json
 import logging
 import re
 
@@ -8,6 +9,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from legacy_app.config import Settings
+from legacy_app.json_log import JsonFormatter
 from legacy_app.main import create_app
 from legacy_app.request_log import install_request_logging, is_acceptable_request_id
 
@@ -141,3 +143,33 @@ def test_serve_log_level_from_environment(tmp_path, level):
     with LiveServer(env, tmp_path / "serve.log", app="cli") as server:
         assert requests.get(f"{server.url}/users/1", timeout=10).status_code == 404
     assert "legacy_app.request" not in server.log()
+
+
+def test_log_format_json_gives_one_json_object_per_line_with_the_request_fields(tmp_path):
+    with serve(tmp_path, LOG_FORMAT="json") as server:
+        requests.get(f"{server.url}/users/1", headers={"X-Request-ID": "json-1"}, timeout=10)
+        requests.post(f"{server.url}/users/", json={"email": "json-log@example.com", "password": CANARY}, timeout=10)
+        requests.get(f"{server.url}/users/%0Aforged", timeout=10)
+    lines = [line for line in server.log().splitlines() if line.strip()]
+    entries = [json.loads(line) for line in lines]  # every line, uvicorn's own included
+    assert all(isinstance(entry, dict) for entry in entries)
+    assert all({"time", "level", "pid", "logger", "message"} <= set(entry) for entry in entries)
+    assert any(entry["logger"].startswith("uvicorn") for entry in entries)
+    requests_logged = [entry for entry in entries if entry["logger"] == "legacy_app.request"]
+    by_id = {entry["request_id"]: entry for entry in requests_logged}
+    first = by_id["json-1"]
+    assert {key: first[key] for key in ("method", "path", "status", "request_id")} == {
+        "method": "GET", "path": "/users/1", "status": 404, "request_id": "json-1"}
+    assert isinstance(first["duration_ms"], float) and first["level"] == "INFO"
+    assert first["message"].startswith("method=GET path=/users/1 status=404 duration_ms=")  # the text line too
+    assert [(e["method"], e["path"], e["status"]) for e in requests_logged] == [
+        ("GET", "/health", 200),  # start() waiting for the server
+        ("GET", "/users/1", 404), ("POST", "/users/", 200), ("GET", "/users/%0Aforged", 422)]
+    assert CANARY not in server.log() and "json-log@example.com" not in server.log()
+
+
+def test_json_formatter_keeps_a_multiline_message_on_one_line():
+    record = logging.LogRecord("legacy_app", logging.WARNING, __file__, 1, "two\nlines %s", ("x",), None)
+    line = JsonFormatter().format(record)
+    assert "\n" not in line
+    assert json.loads(line)["message"] == "two\nlines x"

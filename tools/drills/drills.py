@@ -99,6 +99,7 @@ def pool_exhaustion(url: str, log_dir: Path, requests: int = 100, block_seconds:
             with lock:
                 outcomes.append((status, time.perf_counter() - began, has_retry_after))
 
+        timeouts_before = _metric(server.url, "db_pool_timeouts_total")
         began = time.perf_counter()
         with _database_blocked(url, block_seconds):
             with ThreadPoolExecutor(max_workers=requests) as pool:
@@ -108,6 +109,8 @@ def pool_exhaustion(url: str, log_dir: Path, requests: int = 100, block_seconds:
         wall = time.perf_counter() - began
         with http_session() as session:
             after = session.get(f"{server.url}/health/ready", timeout=60).status_code
+        timeouts_counted = _metric(server.url, "db_pool_timeouts_total") - timeouts_before
+        checked_out_after = _metric(server.url, "db_pool_checked_out")
         log = server.log()
     counts = Counter(str(status) for status, _, _ in outcomes)
     unavailable = [o for o in outcomes if o[0] == 503]
@@ -115,14 +118,30 @@ def pool_exhaustion(url: str, log_dir: Path, requests: int = 100, block_seconds:
         set(counts) <= {"200", "503"}
         and all(has_retry_after for _, _, has_retry_after in unavailable)
         and after == 200
+        and timeouts_counted == len(unavailable)  # each 503 of the drill is a pool timeout, counted once
+        and checked_out_after == 0
         and "Traceback" not in log
     )
     return DrillResult("pool-exhaustion", _dialect(url), passed, {
         "requests": requests, "statuses": dict(sorted(counts.items())),
         "503_with_retry_after": sum(1 for o in unavailable if o[2]),
         "max_latency_s": round(max(o[1] for o in outcomes), 2), "wall_s": round(wall, 2),
-        "ready_after": after, "tracebacks": log.count("Traceback"),
+        "ready_after": after, "pool_timeouts_counted": timeouts_counted, "pool_checked_out_after": checked_out_after,
+        "tracebacks": log.count("Traceback"),
     })
+
+
+def _metric(url: str, name: str) -> float:
+    """One unlabelled sample of the server's GET /metrics."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with http_session() as session:
+        text = session.get(f"{url}/metrics", timeout=30).text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and not sample.labels:
+                return sample.value
+    raise LookupError(f"{name} not in /metrics")
 
 
 def outage(url: str, log_dir: Path, outage_seconds: float = 3.0) -> DrillResult:

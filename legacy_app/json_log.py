@@ -1,0 +1,27 @@
+"""LOG_FORMAT=json: one JSON object per log line, for log shippers that parse lines.
+
+Every line has time (UTC, ISO 8601), level, pid, logger and message; a request line adds the
+fields the text line holds (method, path, status, duration_ms, request_id) as their own keys.
+"""
+import json
+import logging
+from datetime import datetime, timezone
+
+# Set by RequestLog through `extra=`: the request line's fields, beside its formatted message.
+REQUEST_FIELDS = "request_fields"
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "pid": record.process,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        entry.update(getattr(record, REQUEST_FIELDS, {}))
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        # json.dumps escapes newlines: a message cannot split the line.
+        return json.dumps(entry, ensure_ascii=False, default=str)

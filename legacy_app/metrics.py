@@ -1,0 +1,156 @@
+"""Prometheus metrics: what they are, how they are hooked into an app, and GET /metrics.
+
+The figures come from hooks in their own modules: http_metrics (a pure ASGI middleware, which also
+answers the scrape) and db_metrics (the engine's pool, a measured Session class for the factory).
+Under `serve --workers N` every worker writes its values to PROMETHEUS_MULTIPROC_DIR, and a scrape
+of any worker reads them all (prometheus_client's multiprocess mode): `serve` makes that directory.
+"""
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from typing import Iterator, Optional
+
+from fastapi import FastAPI
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+MULTIPROC_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+
+# Seconds. A read here takes about half a millisecond; the pool timeout defaults to 10 s and
+# PostgreSQL's idle-in-transaction backstop to 60 s, so each has a bucket at its limit.
+REQUEST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+WAIT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+TRANSACTION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+
+
+class Metrics:
+    """One app's metrics, in a registry of its own (a test process builds many apps).
+
+    Gauges are summed over the live workers ("livesum") in multiprocess mode.
+    """
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        registry = self.registry
+        self.requests = Counter(
+            "http_requests_total", "HTTP requests answered, by method, route template and status",
+            ["method", "route", "status"], registry=registry,
+        )
+        self.request_duration = Histogram(
+            "http_request_duration_seconds", "Time from a request's arrival to the end of its response",
+            ["method", "route"], buckets=REQUEST_BUCKETS, registry=registry,
+        )
+        self.pool_checked_out = Gauge(
+            "db_pool_checked_out", "Pooled database connections in use now",
+            registry=registry, multiprocess_mode="livesum",
+        )
+        self.pool_capacity = Gauge(
+            "db_pool_capacity", "Connections the pool may have in use at once (DB_POOL_SIZE + DB_MAX_OVERFLOW)",
+            registry=registry, multiprocess_mode="livesum",
+        )
+        self.pool_checkout_wait = Histogram(
+            "db_pool_checkout_wait_seconds",
+            "Time from a session's transaction starting to its connection being ready (pool wait, ping, BEGIN)",
+            buckets=WAIT_BUCKETS, registry=registry,
+        )
+        self.pool_timeouts = Counter(
+            "db_pool_timeouts_total", "Requests answered 503 because no connection was free within DB_POOL_TIMEOUT",
+            registry=registry,
+        )
+        self.sessions_open = Gauge(
+            "db_sessions_open", "Database sessions created and not yet closed",
+            registry=registry, multiprocess_mode="livesum",
+        )
+        self.session_duration = Histogram(
+            "db_session_duration_seconds", "Time from a session's creation to its close",
+            buckets=REQUEST_BUCKETS, registry=registry,
+        )
+        self.transaction_duration = Histogram(
+            "db_transaction_duration_seconds", "Time a session's transaction held its connection, begin to end",
+            buckets=TRANSACTION_BUCKETS, registry=registry,
+        )
+        self.sessions_used_after_close = Counter(
+            "db_sessions_used_after_close_total",
+            "Statements refused because their session was already closed (http-middleware: late use)",
+            registry=registry,
+        )
+
+    def scrape(self) -> bytes:
+        directory = os.environ.get(MULTIPROC_DIR_VARIABLE)
+        if not directory:
+            return generate_latest(self.registry)
+        from prometheus_client import multiprocess
+
+        forget_dead_workers(directory)
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, path=directory)
+        return generate_latest(registry)
+
+
+def install_metrics(app: FastAPI, metrics: Metrics) -> None:
+    """Count the app's requests and answer GET /metrics: a middleware, so call where it belongs.
+
+    The database figures are hooked in before, on the engine and the session factory (db_metrics).
+    """
+    from .http_metrics import HttpMetrics
+
+    app.state.metrics = metrics
+    app.add_middleware(HttpMetrics, metrics=metrics, router=app.router)
+
+
+@contextmanager
+def multiprocess_directory(workers: int) -> Iterator[None]:
+    """For `serve --workers N`, N > 1: a fresh directory where every worker writes its values.
+
+    Set in the environment before uvicorn spawns the workers, so each sees it before it imports
+    prometheus_client; removed once serving ends. One process needs none, and a directory the
+    operator set (a gunicorn deployment) is theirs to manage.
+    """
+    if workers < 2 or os.environ.get(MULTIPROC_DIR_VARIABLE):
+        yield
+        return
+    directory = tempfile.mkdtemp(prefix="legacy_app-metrics-")
+    os.environ[MULTIPROC_DIR_VARIABLE] = directory
+    try:
+        yield
+    finally:
+        del os.environ[MULTIPROC_DIR_VARIABLE]
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def forget_dead_workers(directory: str) -> None:
+    """Drop the gauge files of workers that are gone, so a killed worker's last values stop counting.
+
+    A worker that stops normally does this itself (mark_this_worker_dead); one killed with SIGKILL
+    cannot, and uvicorn starts its replacement under a new pid. Counters and histograms of dead
+    workers stay: their totals must never go down.
+    """
+    from prometheus_client import multiprocess
+
+    for pid in {_pid_of(name) for name in os.listdir(directory) if name.startswith("gauge_live")}:
+        if pid is not None and not _is_alive(pid):
+            multiprocess.mark_process_dead(pid, directory)
+
+
+def mark_this_worker_dead() -> None:
+    directory = os.environ.get(MULTIPROC_DIR_VARIABLE)
+    if directory:
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(os.getpid(), directory)
+
+
+def _pid_of(file_name: str) -> Optional[int]:
+    stem = file_name.rsplit(".", 1)[0]  # gauge_livesum_1234.db
+    digits = stem.rsplit("_", 1)[-1]
+    return int(digits) if digits.isdigit() else None
+
+
+def _is_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
