@@ -146,7 +146,8 @@ def test_serve_log_level_from_environment(tmp_path, level):
 
 
 def test_log_format_json_gives_one_json_object_per_line_with_the_request_fields(tmp_path):
-    with serve(tmp_path, LOG_FORMAT="json") as server:
+    env = {"DATABASE_URL": f"sqlite:///{tmp_path / 'served.db'}", "LOG_FORMAT": "json"}
+    with LiveServer(env, tmp_path / "serve.log", app="cli") as server:
         requests.get(f"{server.url}/users/1", headers={"X-Request-ID": "json-1"}, timeout=10)
         requests.post(f"{server.url}/users/", json={"email": "json-log@example.com", "password": CANARY}, timeout=10)
         requests.get(f"{server.url}/users/%0Aforged", timeout=10)
