@@ -198,6 +198,11 @@ class Bench:
         return "no CPU pinning"
 
 
+def metrics_state() -> str:
+    """The servers inherit the environment: METRICS=false runs them without metrics."""
+    return "off" if os.environ.get("METRICS", "true").strip().lower() in ("0", "false", "no", "off") else "on"
+
+
 def summary(values: List[float], digits: int = 2) -> str:
     return f"{statistics.median(values):.{digits}f}x ({min(values):.2f}-{max(values):.2f})"
 
@@ -206,7 +211,7 @@ def report(bench: Bench, args: argparse.Namespace) -> int:
     """Print the tables and the targets; the number of targets missed."""
     print(f"Requests/s, median over rounds with fresh servers ({args.rounds}, and {args.health_pairs} more for "
           f"/health {' and '.join(HEALTH_PAIR)}), 2 runs of {args.seconds} s per round (wrk -t1 -c8), one uvicorn worker, "
-          f"{args.database}, {bench.pinning()}")
+          f"{args.database}, {bench.pinning()}, this service's metrics {metrics_state()} (METRICS)")
     print(f"{'endpoint':22}" + "".join(f"{name:>18}" for name in SERVERS))
     for endpoint in READ_ENDPOINTS:
         print(f"{endpoint:22}" + "".join(f"{statistics.median(bench.figures(endpoint, n)):>18.0f}" for n in SERVERS))

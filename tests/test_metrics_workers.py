@@ -1,17 +1,14 @@
 """`serve --workers 2`: a scrape of either worker reports exact sums over both, and serve removes
 the multiprocess directory it made."""
-import json
 import re
-import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Set
 
 import pytest
+import requests
 
-from legacy_app.http_client import Client
-from legacy_app.server_process import ServerProcess
-
-from .conftest import database_url_for, env_for_hashing, reset_database
+from .conftest import database_url_for, reset_database
+from .live_server import LiveServer, wait_until
 from .test_metrics import Samples, parse, value
 
 MAX_REQUESTS = 400  # spread over both workers long before this in practice
@@ -30,48 +27,37 @@ def worker_pids(log: str, request_line: str) -> Set[str]:
     return set(re.findall(r"\[(\d+)\] legacy_app\.request: " + re.escape(request_line), log))
 
 
-def wait_until_logged(server: ServerProcess, requests: int, timeout: float = 10.0) -> None:
-    """Until `requests` request lines other than scrapes are in the log.
+def wait_until_logged(server: LiveServer, count: int) -> None:
+    """Until `count` request lines other than scrapes are in the log.
 
     A worker counts a request after its response is sent, so a scrape answered by the other worker
     at once may not see it yet. The request log writes its line after the metrics middleware
     (inside it) has counted: once every line is there, every count is.
     """
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if len(re.findall(r"legacy_app\.request: method=\S+ path=(?!/metrics )", server.log())) >= requests:
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"fewer than {requests} request lines logged:\n{server.log()}")
+    wait_until(
+        lambda: len(re.findall(r"legacy_app\.request: method=\S+ path=(?!/metrics )", server.log())) >= count,
+        timeout=10, message=f"{count} request lines logged", log=server.log,
+    )
 
 
-def get_on_a_new_connection(port: int, path: str) -> int:
-    client = Client(port, timeout=30)
-    try:
-        return client.request("GET", path).status
-    finally:
-        client.close()
+def get_on_a_new_connection(url: str) -> int:
+    return requests.get(url, timeout=30).status_code  # no Session: a connection of its own
 
 
-def scrape_on_a_new_connection(port: int) -> Samples:
-    client = Client(port, timeout=30)
-    try:
-        reply = client.request("GET", "/metrics")
-        assert reply.status == 200
-        return parse(reply.body.decode())
-    finally:
-        client.close()
+def scrape_on_a_new_connection(base_url: str) -> Samples:
+    reply = requests.get(f"{base_url}/metrics", timeout=30)
+    assert reply.status_code == 200
+    return parse(reply.text)
 
 
 def test_two_workers_report_exact_sums_over_both_and_serve_removes_its_directory(served_database, tmp_path):
     scratch = tmp_path / "tmp"  # serve makes its multiprocess directory under TMPDIR
     scratch.mkdir()
-    env = {**env_for_hashing(), "DATABASE_URL": served_database, "TMPDIR": str(scratch)}
-    server = ServerProcess("cli", env, tmp_path / "serve.log", extra_args=["--workers", "2"])
-    with server:
+    env = {"DATABASE_URL": served_database, "TMPDIR": str(scratch)}
+    with LiveServer(env, tmp_path / "serve.log", app="cli", workers=2) as server:
         assert [p.name[:19] for p in scratch.iterdir()] == ["legacy_app-metrics-"]
-        body = json.dumps({"email": "workers@example.com", "password": "pw"}).encode()
-        user_id = Client(server.port).request("POST", "/users/", body).json()["id"]
+        user = {"email": "workers@example.com", "password": "pw"}
+        user_id = requests.post(f"{server.url}/users/", json=user, timeout=30).json()["id"]
         path = f"/users/{user_id}"
 
         sent = 0
@@ -79,18 +65,18 @@ def test_two_workers_report_exact_sums_over_both_and_serve_removes_its_directory
             # New connections, several at once: the workers share the listening socket.
             while sent < 60 or (len(worker_pids(server.log(), f"method=GET path={path} status=200")) < 2
                                 and sent < MAX_REQUESTS):
-                statuses = list(pool.map(lambda _: get_on_a_new_connection(server.port, path), range(20)))
+                statuses = list(pool.map(lambda _: get_on_a_new_connection(server.url + path), range(20)))
                 assert statuses == [200] * 20
                 sent += 20
             for _ in range(5):
-                assert get_on_a_new_connection(server.port, "/users/999999") == 404
+                assert get_on_a_new_connection(server.url + "/users/999999") == 404
         assert len(worker_pids(server.log(), f"method=GET path={path} status=200")) == 2
         wait_until_logged(server, 1 + 1 + sent + 5)  # start()'s /health, the POST, the reads
 
         scrapes = []
         while len(scrapes) < 6 or (len(worker_pids(server.log(), "method=GET path=/metrics")) < 2
                                    and len(scrapes) < 60):
-            scrapes.append(scrape_on_a_new_connection(server.port))
+            scrapes.append(scrape_on_a_new_connection(server.url))
         assert len(worker_pids(server.log(), "method=GET path=/metrics")) == 2  # both workers answered
         for samples in scrapes:
             assert value(samples, "http_requests_total", method="GET", route="/users/{user_id}", status="200") == sent
@@ -111,12 +97,12 @@ def test_two_workers_report_exact_sums_over_both_and_serve_removes_its_directory
 def test_one_worker_needs_no_multiprocess_directory(tmp_path):
     scratch = tmp_path / "tmp"
     scratch.mkdir()
-    env = {**env_for_hashing(), "DATABASE_URL": f"sqlite:///{tmp_path / 'one.db'}", "TMPDIR": str(scratch)}
-    with ServerProcess("cli", env, tmp_path / "serve.log") as server:
+    env = {"DATABASE_URL": f"sqlite:///{tmp_path / 'one.db'}", "TMPDIR": str(scratch)}
+    with LiveServer(env, tmp_path / "serve.log", app="cli") as server:
         assert not [p for p in scratch.iterdir() if p.name.startswith("legacy_app-metrics-")]
-        assert get_on_a_new_connection(server.port, "/users/1") == 404
+        assert get_on_a_new_connection(server.url + "/users/1") == 404
         wait_until_logged(server, 2)  # start()'s /health and the read
-        samples = scrape_on_a_new_connection(server.port)
+        samples = scrape_on_a_new_connection(server.url)
     assert value(samples, "http_requests_total", method="GET", route="/users/{user_id}", status="404") == 1
 
 

@@ -144,17 +144,15 @@ class OtlpCollector:
 
 
 def test_serve_exports_request_and_sql_spans_to_the_otlp_endpoint(tmp_path):
-    from legacy_app.http_client import Client
-    from legacy_app.server_process import ServerProcess
+    import requests
 
-    from .conftest import env_for_hashing
+    from .live_server import LiveServer
 
     collector = OtlpCollector()
-    env = {**env_for_hashing(), "DATABASE_URL": f"sqlite:///{tmp_path / 'traced.db'}",
-           "OTEL_EXPORTER_OTLP_ENDPOINT": collector.url}
+    env = {"DATABASE_URL": f"sqlite:///{tmp_path / 'traced.db'}", "OTEL_EXPORTER_OTLP_ENDPOINT": collector.url}
     try:
-        with ServerProcess("cli", env, tmp_path / "serve.log") as server:
-            assert Client(server.port).request("GET", "/users/1").status == 404
+        with LiveServer(env, tmp_path / "serve.log", app="cli") as server:
+            assert requests.get(f"{server.url}/users/1", timeout=30).status_code == 404
         # SIGTERM: the app's shutdown flushed the batch of spans.
         exported = b"".join(collector.bodies)
     finally:
