@@ -8,7 +8,7 @@ there and back (on off off on, or off on on off: the rounds alternate who goes f
 slow spell of the machine weighs on both alike. The ratio on/off is taken within each round; the
 cost printed is 1 - ratio, the median over rounds with its range. Servers and wrk as in
 benchmarks.run: one uvicorn worker (single-process metrics), servers on one CPU and wrk on another.
-Exits 1 when the median cost is over the 5 % the issue allows.
+Exits 1 when the median cost is over the 5 % budget.
 """
 import argparse
 import os
