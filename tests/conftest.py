@@ -132,3 +132,21 @@ def post_raw(client: TestClient, path: str, content: bytes, content_type: str):
 def post_json(client: TestClient, path: str, body: object):
     """POST JSON as the wire carries it: ASCII with \\u escapes, so lone surrogates can be sent too."""
     return post_raw(client, path, json.dumps(body).encode("ascii"), "application/json")
+
+
+def drop_everything(engine) -> None:
+    """No table at all, the version table included."""
+    Base.metadata.drop_all(engine)
+    with engine.begin() as connection:
+        connection.execute(text("DROP TABLE IF EXISTS alembic_version"))
+
+
+@pytest.fixture
+def empty_engine(database_url):
+    """An engine on a database with no table; left migrated to head, as the other tests expect it."""
+    engine = create_engine_from(Settings(database_url=database_url))
+    drop_everything(engine)
+    yield engine
+    drop_everything(engine)
+    migrate.upgrade(engine)
+    engine.dispose()

@@ -9,28 +9,11 @@ from sqlalchemy import inspect, text
 from benchmarks.tutorial_app import models as tutorial_models
 from legacy_app import migrate
 from legacy_app.config import Settings
-from legacy_app.database import create_engine_from
 from legacy_app.main import create_app
 from legacy_app.models import Base
 
 from .conftest import FAST_HASHING
 from .live_server import REPO_ROOT
-
-
-def drop_everything(engine) -> None:
-    Base.metadata.drop_all(engine)
-    with engine.begin() as connection:
-        connection.execute(text("DROP TABLE IF EXISTS alembic_version"))
-
-
-@pytest.fixture
-def empty_engine(database_url):
-    engine = create_engine_from(Settings(database_url=database_url))
-    drop_everything(engine)
-    yield engine
-    drop_everything(engine)
-    migrate.upgrade(engine)  # leave shared test databases as the other tests expect them
-    engine.dispose()
 
 
 def test_migrations_build_exactly_the_models_and_downgrade_cleanly(empty_engine):

@@ -8,28 +8,9 @@ from sqlalchemy import text
 
 from legacy_app import migrate
 from legacy_app.config import Settings
-from legacy_app.database import create_engine_from
 from legacy_app.main import create_app
-from legacy_app.models import Base
 
 from .conftest import FAST_HASHING, count_rows
-
-
-@pytest.fixture
-def empty_engine(database_url):
-    """No table at all; left migrated to head for the other tests."""
-    engine = create_engine_from(Settings(database_url=database_url))
-    drop_everything(engine)
-    yield engine
-    drop_everything(engine)
-    migrate.upgrade(engine)
-    engine.dispose()
-
-
-def drop_everything(engine) -> None:
-    Base.metadata.drop_all(engine)
-    with engine.begin() as connection:
-        connection.execute(text("DROP TABLE IF EXISTS alembic_version"))
 
 
 @pytest.fixture
