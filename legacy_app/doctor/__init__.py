@@ -1,0 +1,10 @@
+"""The doctor: the session lifecycle of any FastAPI or Starlette app that uses SQLAlchemy, measured from outside.
+
+`python -m legacy_app doctor module:app` serves the target in a real uvicorn subprocess with
+class-level SQLAlchemy listeners and an outermost ASGI recorder installed before the target is
+imported (instrument.py, serve.py), sends each request twice, once with the client hanging up
+right after sending it (runner.py), and turns what each request did into hazards (findings.py) and a
+table by route (report.py).
+
+Importing this package imports nothing else: neither SQLAlchemy nor pytest.
+"""
