@@ -1,5 +1,6 @@
 """The doctor's HTML timeline: self-contained, escaped, and drawn as intended in a real browser."""
 import json
+import os
 import re
 import shutil
 import struct
@@ -163,6 +164,21 @@ def test_chromium_draws_the_missing_close_and_the_open_transaction_as_hazards(tm
     assert "garbage collector" in gc_checkin["title"]
 
 
+def test_close_ends_the_sessions_transaction(tmp_path):
+    """SQLAlchemy fires no after_rollback for the rollback close() does: the transaction ends at the close."""
+    document = handmade_document()
+    events = [event(0, "request_start"), event(0.1, "session_made", 5), event(0.4, "checkout", None, 6, thread="worker"),
+              event(0.5, "begin", 5, 6, thread="worker"), event(1.0, "session_close", 5), event(1.1, "checkin", None, 6),
+              event(1.2, "response_start"), event(1.3, "response_end"), event(1.4, "app_return")]
+    document["requests"] = [{"method": "GET", "path": "/", "status": 200, "events": events, "hazards": [], "observations": {}}]
+    (request,) = drawn(document, tmp_path)
+    assert request["lanes"] == ["request", "background tasks", "session 5", "session 5 transactions", "session 5 connections"]
+    assert not [bar for bar in request["bars"] if bar["hazard"] or "open" in bar["classes"].split()]
+    transaction = next(bar for bar in request["bars"] if bar["lane"] == "session 5 transactions")
+    session = next(bar for bar in request["bars"] if bar["lane"] == "session 5")
+    assert abs(transaction["right"] - session["right"]) < 0.5
+
+
 def png_pixels(data: bytes) -> Tuple[int, int, List[bytes]]:
     """Width, height and the unfiltered rows of an 8-bit RGB or RGBA, non-interlaced PNG (what Chromium writes)."""
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
@@ -211,3 +227,41 @@ def test_screenshot_shows_the_timeline_with_its_hazards_in_red(tmp_path):
     assert sum(pixel != (255, 255, 255) for pixel in pixels) > len(pixels) // 20  # not a blank page
     assert sum(pixel == HAZARD_RED for pixel in pixels) > 2000  # the leak's bars
 
+
+
+def plain_runs(document: Dict[str, Any]) -> Dict[str, Any]:
+    """The sample's requests as sent (its disconnected runs left out), for a picture that fits a screen."""
+    requests = [request for request in document["requests"] if not request["disconnected"]]
+    hazards: Dict[str, int] = {}
+    for request in requests:
+        for code in request["hazards"]:
+            hazards[code] = hazards.get(code, 0) + 1
+    return dict(document, requests=requests, hazards=hazards)
+
+
+def test_chromium_draws_the_doctor_sample_as_measured(tmp_path):
+    """The doctor's own document for the old tutorial's decorator middleware: what closed when, and the leak."""
+    document = json.loads(SAMPLE.read_text())
+    timelines = drawn(document, tmp_path)
+    assert [t["hazards"] for t in timelines] == [" ".join(request["hazards"]) for request in document["requests"]]
+    for timeline, request in zip(timelines, document["requests"]):
+        sessions = {event["session"] for event in request["events"] if event["kind"] == "session_made"}
+        assert {f"session {session}" for session in sessions} <= set(timeline["lanes"])
+        session_bars = [bar for bar in timeline["bars"] if bar["lane"].startswith("session") and " " not in bar["lane"][8:]]
+        # The decorator middleware closes its session before the response starts, on every route.
+        assert all(bar["right"] <= timeline["markers"]["response_start"] for bar in session_bars)
+        red = [bar for bar in timeline["bars"] if bar["hazard"]]
+        if request["hazards"]:
+            assert red and all(bar["left"] > timeline["markers"]["response_end"] for bar in red)  # in the background task
+        else:
+            assert not red
+
+
+def test_docs_picture(tmp_path):
+    """docs/doctor-timeline.png: the sample's plain runs; DOCTOR_PICTURE=1 rewrites it from the current code."""
+    picture = Path(__file__).parent.parent / "docs" / "doctor-timeline.png"
+    if os.environ.get("DOCTOR_PICTURE") == "1":
+        picture.write_bytes(screenshot(render_html(plain_runs(json.loads(SAMPLE.read_text()))), tmp_path, size="1000,930"))
+    width, height, rows = png_pixels(picture.read_bytes())
+    assert (width, height) == (1000, 930)
+    assert sum(row.count(bytes(HAZARD_RED)) for row in rows) > 500

@@ -212,6 +212,7 @@ def _layout(events: List[Dict[str, Any]]) -> Tuple[List[str], List[Bar], List[Tu
         bars.append(Bar("background tasks", "background", body_end["t"], finish["t"],
                         f"after the last body message until the app returned: {finish['t'] - body_end['t']:.2f} ms"))
 
+    events = _checkouts_with_their_session(events)
     closed_at: Dict[int, float] = {}
     opened: Dict[Tuple[str, Any], Dict[str, Any]] = {}  # (kind, session or connection) -> the opening event
 
@@ -243,6 +244,11 @@ def _layout(events: List[Dict[str, Any]]) -> Tuple[List[str], List[Bar], List[Tu
         opener = next((name for name, ends in ENDS.items() if kind in ends), None)
         if opener is None:
             continue
+        if kind == "session_close":
+            # close() ends the transaction too; SQLAlchemy fires no after_rollback for that rollback.
+            transaction = opened.pop(("begin", event.get("session")), None)
+            if transaction is not None:
+                bars.append(_closed_bar(lane_for("begin", transaction), "begin", transaction, event, closed_at))
         begun = opened.pop(key(opener, event), None)
         if begun is None:
             continue
@@ -251,7 +257,31 @@ def _layout(events: List[Dict[str, Any]]) -> Tuple[List[str], List[Bar], List[Tu
         bars.append(_closed_bar(lane_for(opener, begun), opener, begun, event, closed_at))
     for (opener, _), begun in opened.items():
         bars.append(_open_bar(lane_for(opener, begun), opener, begun, closed_at))
-    return lanes, bars, points
+    return _in_reading_order(lanes), bars, points
+
+
+def _in_reading_order(lanes: List[str]) -> List[str]:
+    """Each session's own lanes together: the session, its transactions, its connections."""
+    def place(lane: str) -> Tuple[int, int]:
+        for suffix, offset in ((" transactions", 1), (" connections", 2)):
+            if lane.endswith(suffix) and lane[: -len(suffix)] in lanes:
+                return lanes.index(lane[: -len(suffix)]), offset
+        return lanes.index(lane), 0
+
+    return sorted(lanes, key=place)
+
+
+def _checkouts_with_their_session(events: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """A pool checkout knows no session: it belongs to the session whose next transaction began on that connection."""
+    result = []
+    for index, event in enumerate(events):
+        if event["kind"] == "checkout" and event.get("session") is None:
+            begin = next((later for later in events[index:] if later["kind"] == "begin"
+                          and later.get("connection") == event.get("connection")), None)
+            if begin is not None:
+                event = dict(event, session=begin.get("session"))
+        result.append(event)
+    return result
 
 
 NAMES = {"session_made": ("session", "session"), "begin": ("transaction", "transaction"), "checkout": ("checkout", "connection")}
