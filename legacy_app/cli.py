@@ -1,4 +1,4 @@
-"""`python -m legacy_app <command>`: serve, db, seed, compare."""
+"""`python -m legacy_app <command>`: serve, db, seed, compare, doctor."""
 import argparse
 import errno
 import json
@@ -226,6 +226,38 @@ def compare(args: argparse.Namespace) -> int:
     return 0
 
 
+DOCTOR_CANNOT_RUN = 2
+
+
+def doctor(args: argparse.Namespace) -> int:
+    """Exit 0 when no request showed a hazard, 1 when any did, 2 with one line when the target could not be run."""
+    from .doctor.report import render_table
+    from .doctor.runner import CannotRun, run_doctor
+
+    try:
+        document = run_doctor(args.target, app_dir=args.app_dir, factory=args.factory,
+                              requests_file=args.requests, settle=args.settle)
+    except CannotRun as error:
+        print(f"legacy_app doctor: {error}", file=sys.stderr)
+        return DOCTOR_CANNOT_RUN
+    if args.html is not None:
+        from .doctor.timeline import render_html
+
+        args.html.write_text(render_html(document), encoding="utf-8")
+    print(json.dumps(document, indent=2) if args.json else render_table(document))
+    return 1 if document["hazards"] else 0
+
+
+def _seconds(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {raw!r}") from None
+    if not 0 <= value <= 60:
+        raise argparse.ArgumentTypeError("must be between 0 and 60 seconds")
+    return value
+
+
 def _positive(raw: str) -> int:
     value = _not_negative(raw)
     if value == 0:
@@ -332,6 +364,28 @@ def build_parser() -> argparse.ArgumentParser:
     compare_parser.add_argument("--requests", type=int, default=300, help="measured requests per route for overhead")
     compare_parser.add_argument("--pool-requests", type=int, default=60, help="concurrent requests for pool exhaustion")
     compare_parser.set_defaults(run=compare)
+
+    doctor_parser = add_command(
+        "doctor", help="measure the session lifecycle of any FastAPI or Starlette app that uses SQLAlchemy",
+        description="Serve TARGET in a real uvicorn server with SQLAlchemy listeners and an outermost ASGI "
+        "recorder, send each request once as sent and once hanging up right after sending it, and report the "
+        "hazards per route. Exit 0: no hazard; 1: a hazard; 2: the target could not be run.",
+    )
+    doctor_parser.add_argument("target", metavar="TARGET", help="module:attribute of the ASGI app")
+    doctor_parser.add_argument("--app-dir", type=Path, default=Path("."), help="directory TARGET is imported from")
+    doctor_parser.add_argument("--factory", action="store_true", help="TARGET is a function that returns the app")
+    doctor_parser.add_argument(
+        "--requests", type=Path, metavar="FILE",
+        help='a JSON list of {"method", "path", "json"?, "headers"?} (default: every GET of the app\'s OpenAPI '
+        "that needs no parameter)",
+    )
+    doctor_parser.add_argument("--json", action="store_true", help="print one JSON document")
+    doctor_parser.add_argument("--html", type=Path, metavar="FILE", help="also write a timeline page to FILE")
+    doctor_parser.add_argument(
+        "--settle", type=_seconds, default=0.5,
+        help="seconds to wait after the app returned before judging a request",
+    )
+    doctor_parser.set_defaults(run=doctor)
     return parser
 
 

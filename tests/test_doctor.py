@@ -1,0 +1,146 @@
+"""`python -m legacy_app doctor`: the known answers of tests/doctor_apps/, on SQLite and PostgreSQL.
+
+Each app is standalone (its own engine and SessionLocal, DATABASE_URL from the environment) and is run
+through the command exactly as a user runs it: a subprocess, `--json`, the exit status checked. The
+expectations are what the doctor measured on both pinned stacks; where the stacks differ, the
+expectation says which stack and why.
+
+Every hazard has an app that must show it and one that must not (the clean apps show none):
+session_used_after_close and connection_leaked — decorator_middleware /report vs pure_asgi_middleware /report;
+session_not_closed — no_finally_middleware /fail vs /users/; transaction_left_open — shared_session vs
+yield_dependency; leak_on_disconnect — early_return_on_disconnect vs disconnect_mid_query.
+"""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Dict, List, Tuple
+
+import pytest
+import starlette
+
+from legacy_app.compat import driver_url
+from legacy_app.server_process import PACKAGE_PARENT
+
+from .conftest import database_url_for
+
+APPS = Path(__file__).parent / "doctor_apps"
+USED_AFTER_CLOSE = ["session_used_after_close", "connection_leaked", "transaction_left_open"]
+NOT_CLOSED_AND_OPEN = ["connection_leaked", "session_not_closed", "transaction_left_open"]
+# Starlette 0.20's BaseHTTPMiddleware cancels the inner app when the client hangs up during the
+# response, so the background task (and its use of the closed session) never runs; Starlette 1.x runs it.
+HANGUP_CANCELS_BACKGROUND = starlette.__version__.startswith("0.20")
+
+# target -> {(path, client hung up): hazards}
+KNOWN_ANSWERS: Dict[str, Dict[Tuple[str, bool], List[str]]] = {
+    "decorator_middleware:app": {
+        ("/users/", False): [], ("/users/", True): [],
+        ("/report", False): USED_AFTER_CLOSE,
+        ("/report", True): [] if HANGUP_CANCELS_BACKGROUND else USED_AFTER_CLOSE,
+    },
+    "pure_asgi_middleware:app": {
+        ("/users/", False): [], ("/users/", True): [], ("/report", False): [], ("/report", True): [],
+    },
+    # The pinned FastAPI versions (0.86 and 0.165) run the exit code after the streamed body.
+    "yield_dependency:app": {
+        ("/users/", False): [], ("/users/", True): [], ("/export", False): [], ("/export", True): [],
+    },
+    "no_finally_middleware:app": {
+        ("/users/", False): [], ("/users/", True): [],
+        ("/fail", False): ["session_not_closed"], ("/fail", True): ["session_not_closed"],
+    },
+    # The first request begins the shared session's transaction and nothing ends it; the second
+    # request (the hung-up one) begins nothing: it runs in the transaction already open.
+    "shared_session:app": {
+        ("/users/", False): ["connection_leaked", "transaction_left_open"], ("/users/", True): [],
+    },
+    # remove() on the event loop's thread closes that thread's session, never the worker thread's the
+    # route used; the next request on that worker reuses its session and its open transaction.
+    "scoped_session_app:app": {
+        ("/users/", False): NOT_CLOSED_AND_OPEN, ("/users/", True): [],
+    },
+    # The client is gone 0.3 s before the query ends: nothing cancels a sync route, the yield
+    # dependency closes as usual.
+    "disconnect_mid_query:app": {("/slow", False): [], ("/slow", True): []},
+    "early_return_on_disconnect:app": {
+        ("/updates", False): [], ("/updates", True): NOT_CLOSED_AND_OPEN + ["leak_on_disconnect"],
+    },
+}
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def app_database_url(request, tmp_path) -> str:
+    return driver_url(database_url_for(request.param, tmp_path))
+
+
+def doctor(*args: str, database_url: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = dict(os.environ, DATABASE_URL=database_url,
+               PYTHONPATH=os.pathsep.join(filter(None, [str(PACKAGE_PARENT), os.environ.get("PYTHONPATH")])))
+    return subprocess.run([sys.executable, "-m", "legacy_app", "doctor", *args], env=env, cwd=str(cwd),
+                          capture_output=True, text=True, timeout=180)
+
+
+def hazards_by_route(document: Dict[str, Any]) -> Dict[Tuple[str, bool], List[str]]:
+    return {(r["path"], r["disconnected"]): r["hazards"] for r in document["requests"]}
+
+
+@pytest.mark.parametrize("target", sorted(KNOWN_ANSWERS))
+def test_the_doctor_reports_exactly_the_known_hazards_of_each_app(target, app_database_url, tmp_path):
+    result = doctor(target, "--app-dir", str(APPS), "--json", database_url=app_database_url, cwd=tmp_path)
+    assert result.returncode in (0, 1), result.stderr
+    document = json.loads(result.stdout)
+    expected = KNOWN_ANSWERS[target]
+    assert hazards_by_route(document) == expected
+    assert result.returncode == (1 if any(expected.values()) else 0)
+    totals = {}
+    for hazards in expected.values():
+        for code in hazards:
+            totals[code] = totals.get(code, 0) + 1
+    assert document["hazards"] == totals
+
+
+def test_a_session_closed_before_the_background_task_is_observed_closing_before_the_response(tmp_path):
+    url = f"sqlite:///{tmp_path / 'app.db'}"
+    result = doctor("decorator_middleware:app", "--app-dir", str(APPS), "--json", database_url=url, cwd=tmp_path)
+    report = next(r for r in json.loads(result.stdout)["requests"] if r["path"] == "/report" and not r["disconnected"])
+    lifecycle = report["observations"]["session_lifecycle"]
+    assert [s["closed_before_response_start"] for s in lifecycle] == [True]
+    kinds = [e["kind"] for e in report["events"]]
+    # The task's query comes after the close and after the last body message, before the app returns.
+    assert kinds.index("session_close") < kinds.index("response_end") < kinds.index("begin") < kinds.index("app_return")
+
+
+def test_the_pure_asgi_middleware_closes_after_the_app_returned_its_background_task(tmp_path):
+    url = f"sqlite:///{tmp_path / 'app.db'}"
+    result = doctor("pure_asgi_middleware:app", "--app-dir", str(APPS), "--json", database_url=url, cwd=tmp_path)
+    report = next(r for r in json.loads(result.stdout)["requests"] if r["path"] == "/report" and not r["disconnected"])
+    [session] = report["observations"]["session_lifecycle"]
+    assert session["closed_before_response_end"] is False
+    assert report["observations"]["checkouts"] == 1
+
+
+def test_a_requests_file_replaces_the_openapi_requests(tmp_path):
+    requests_file = tmp_path / "requests.json"
+    requests_file.write_text(json.dumps([{"method": "get", "path": "/fail"}]))
+    result = doctor("no_finally_middleware:app", "--app-dir", str(APPS), "--requests", str(requests_file),
+                    database_url=f"sqlite:///{tmp_path / 'app.db'}", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "GET /fail" in result.stdout and "session_not_closed" in result.stdout
+    assert "/users/" not in result.stdout
+    assert "make the session before `try` and close it in `finally`" in result.stdout
+
+
+@pytest.mark.parametrize("args, why", [
+    (["no_such_module:app"], "legacy_app doctor: cannot import no_such_module: ModuleNotFoundError"),
+    (["decorator_middleware:nothing"], "legacy_app doctor: module decorator_middleware has no attribute 'nothing'"),
+    (["decorator_middleware:get_db"], "legacy_app doctor: decorator_middleware:get_db is not an ASGI app"),
+    (["decorator_middleware"], "legacy_app doctor: TARGET must be module:attribute"),
+    (["decorator_middleware:app", "--requests", "missing.json"], "legacy_app doctor: cannot read requests from"),
+])
+def test_a_target_that_cannot_be_run_exits_2_with_one_line_saying_why(args, why, tmp_path):
+    result = doctor(*args, "--app-dir", str(APPS), database_url=f"sqlite:///{tmp_path / 'app.db'}", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.startswith(why)
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert result.stdout == ""
