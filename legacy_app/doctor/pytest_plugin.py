@@ -1,0 +1,111 @@
+"""`pytest -p legacy_app.doctor`: the doctor's instrument inside a user's own test suite.
+
+At configure time the instrument's SQLAlchemy listeners are installed and Starlette's TestClient is
+patched so that the app its transport drives is wrapped in the instrument's request recorder. After
+each phase of each test (setup, call, teardown) the requests it made are judged like the doctor
+judges a served request; the terminal summary lists the hazards per test, and `--doctor-strict`
+turns a phase with a hazard into a failure.
+"""
+import gc
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Dict, List, Tuple
+
+import pytest
+
+from . import findings, instrument, runner
+
+STRICT = "--doctor-strict"
+
+
+def pytest_addoption(parser: Any) -> None:
+    group = parser.getgroup("doctor", "session lifecycle of the requests made through Starlette's TestClient")
+    group.addoption(STRICT, action="store_true", default=False,
+                    help="fail a test whose requests show a hazard (leaked connection, session used after close, ...)")
+
+
+def pytest_configure(config: Any) -> None:
+    if not config.pluginmanager.has_plugin("legacy-app-doctor"):
+        config.pluginmanager.register(DoctorPlugin(strict=config.getoption(STRICT)), "legacy-app-doctor")
+
+
+def _record_test_client_requests() -> None:
+    """Wrap the app handed to TestClient's transport (httpx-based on Starlette >= 0.21, requests-based before)."""
+    from starlette import testclient
+
+    transport = getattr(testclient, "_TestClientTransport", None) or testclient._ASGIAdapter
+    original = transport.__init__
+    if getattr(original, "_doctor_wrapped", False):
+        return
+
+    def init(self: Any, app: Any, *args: Any, **kwargs: Any) -> None:
+        original(self, instrument.RequestRecorder(app), *args, **kwargs)
+
+    init._doctor_wrapped = True  # type: ignore[attr-defined]
+    transport.__init__ = init
+
+
+class DoctorPlugin:
+    def __init__(self, strict: bool) -> None:
+        self.strict = strict
+        handle, path = tempfile.mkstemp(prefix="legacy_app_doctor_", suffix=".jsonl")
+        os.close(handle)
+        self.events_path = path
+        instrument.install(path)
+        _record_test_client_requests()
+        self.events = runner.EventFile(Path(path))
+        self.judged = 0  # events before this index belong to requests already judged
+        self.sessions, self.connections = findings.Ids(), findings.Ids()
+        self.requests = 0
+        self.by_test: Dict[str, List[Dict[str, Any]]] = {}
+
+    def judge(self) -> List[Dict[str, Any]]:
+        """The requests started since the last judgment: each with its hazards and where they happened."""
+        gc.collect()  # a connection only the collector returns shows now, as the leak it is
+        events = self.events.read()
+        started = [e for e in events[self.judged:] if e["kind"] == "request_start"]
+        self.judged = len(events)
+        results = []
+        for start in started:
+            judged = findings.analyse(start["request"], events, self.sessions, self.connections)
+            method, _, path = (start.get("detail") or "? ?").partition(" ")
+            results.append({"method": method, "path": path, "status": judged["status"],
+                            "hazards": judged["hazards"], "where": judged["observations"]["where"]})
+        self.requests += len(results)
+        return results
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_makereport(self, item: Any, call: Any):
+        outcome = yield
+        report = outcome.get_result()
+        hazardous = [r for r in self.judge() if r["hazards"]]
+        if not hazardous:
+            return
+        self.by_test.setdefault(item.nodeid, []).extend(dict(r, phase=call.when) for r in hazardous)
+        if self.strict and report.passed:
+            report.outcome = "failed"
+            report.longrepr = "doctor: " + "\n".join(_describe(r) for r in hazardous)
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        terminalreporter.section("doctor: session lifecycle of TestClient requests")
+        if not self.by_test:
+            terminalreporter.write_line(f"no hazard in {self.requests} requests")
+            return
+        for nodeid, results in self.by_test.items():
+            terminalreporter.write_line(nodeid, red=True)
+            for result in results:
+                terminalreporter.write_line("  " + _describe(result))
+        count = sum(len(results) for results in self.by_test.values())
+        terminalreporter.write_line(f"{count} of {self.requests} requests with a hazard in {len(self.by_test)} tests"
+                                    + ("" if self.strict else f" (fail them with {STRICT})"))
+
+    def pytest_unconfigure(self, config: Any) -> None:
+        os.unlink(self.events_path)
+
+
+def _describe(result: Dict[str, Any]) -> str:
+    where: List[Tuple[str, str]] = [(code, text) for code, texts in result["where"].items() for text in texts]
+    phase = "" if result.get("phase", "call") == "call" else f" (in {result['phase']})"
+    lines = [f"{result['method']} {result['path']} -> {result['status']}{phase}: {', '.join(result['hazards'])}"]
+    return "\n    ".join(lines + [f"{code}: {text}" for code, text in where])

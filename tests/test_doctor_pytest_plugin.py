@@ -1,0 +1,143 @@
+"""`pytest -p legacy_app.doctor` in a user's own suite: the hazards per test, and --doctor-strict failing exactly those tests.
+
+The user's suite runs in a pytest subprocess (the instrument patches SQLAlchemy and TestClient for the
+whole process) against two standalone apps, each with its own engine and SessionLocal.
+"""
+import re
+
+import pytest
+
+from legacy_app.compat import driver_url
+
+pytest_plugins = ["pytester"]
+PLUGIN = "legacy_app.doctor.pytest_plugin"
+
+CLEAN_APP = '''
+"""The tutorial's yield dependency: the session closes after the response, background tasks included."""
+import os
+from fastapi import Depends, FastAPI
+from sqlalchemy import create_engine, text
+from sqlalchemy.orm import Session, sessionmaker
+
+DATABASE_URL = os.environ["DATABASE_URL"]
+engine = create_engine(DATABASE_URL, connect_args={"check_same_thread": False} if DATABASE_URL.startswith("sqlite") else {})
+SessionLocal = sessionmaker(autocommit=False, autoflush=False, bind=engine)
+app = FastAPI()
+
+
+def get_db():
+    db = SessionLocal()
+    try:
+        yield db
+    finally:
+        db.close()
+
+
+@app.get("/users/")
+def read_users(db: Session = Depends(get_db)):
+    return {"count": db.execute(text("SELECT 1")).scalar()}
+'''
+
+LEAKING_APP = '''
+"""The old tutorial's decorator middleware: closed before the background task queries the session."""
+import os
+from fastapi import BackgroundTasks, Depends, FastAPI, Request, Response
+from sqlalchemy import create_engine, text
+from sqlalchemy.orm import Session, sessionmaker
+
+DATABASE_URL = os.environ["DATABASE_URL"]
+engine = create_engine(DATABASE_URL, connect_args={"check_same_thread": False} if DATABASE_URL.startswith("sqlite") else {})
+SessionLocal = sessionmaker(autocommit=False, autoflush=False, bind=engine)
+app = FastAPI()
+reports_written = []
+
+
+@app.middleware("http")
+async def db_session_middleware(request: Request, call_next):
+    response = Response("Internal server error", status_code=500)
+    try:
+        request.state.db = SessionLocal()
+        response = await call_next(request)
+    finally:
+        request.state.db.close()
+    return response
+
+
+def get_db(request: Request) -> Session:
+    return request.state.db
+
+
+@app.get("/users/")
+def read_users(db: Session = Depends(get_db)):
+    return {"count": db.execute(text("SELECT 1")).scalar()}
+
+
+@app.get("/report")
+def report(tasks: BackgroundTasks, db: Session = Depends(get_db)):
+    tasks.add_task(lambda: reports_written.append(db.execute(text("SELECT 1")).scalar()))
+    return {"queued": True}
+'''
+
+USER_TESTS = '''
+from fastapi.testclient import TestClient
+
+import clean_app
+import leaking_app
+
+
+def test_clean_app():
+    with TestClient(clean_app.app) as client:
+        assert client.get("/users/").json() == {"count": 1}
+
+
+def test_leaking_app_plain_route():
+    assert TestClient(leaking_app.app).get("/users/").json() == {"count": 1}
+
+
+def test_leaking_app_background_task():
+    assert TestClient(leaking_app.app).get("/report").json() == {"queued": True}
+    assert leaking_app.reports_written == [1]  # the task ran before TestClient returned
+'''
+
+
+@pytest.fixture
+def user_suite(pytester, database_url, monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", driver_url(database_url))
+    pytester.makepyfile(clean_app=CLEAN_APP, leaking_app=LEAKING_APP, test_user_suite=USER_TESTS)
+    # The project's own configuration (deprecation warnings as errors) stays out of the user's suite.
+    pytester.makeini("[pytest]\n")
+    return pytester
+
+
+def doctor_section(output: str) -> str:
+    return output.split("doctor: session lifecycle of TestClient requests", 1)[1]
+
+
+def test_summary_names_the_hazards_of_the_leaking_test_only(user_suite):
+    result = user_suite.runpytest_subprocess("-p", PLUGIN)
+    result.assert_outcomes(passed=3)
+    section = doctor_section(result.stdout.str())
+    assert re.findall(r"^test_user_suite\.py::\S+", section, re.M) == ["test_user_suite.py::test_leaking_app_background_task"]
+    # The doctor's verdict on this route when served (tests/data/doctor_sample.json), here in-process.
+    assert "GET /report -> 200: session_used_after_close, connection_leaked, transaction_left_open\n" in section
+    assert "session_used_after_close: session 3 began a transaction" in section
+    assert "1 of 3 requests with a hazard in 1 tests (fail them with --doctor-strict)" in section
+
+
+def test_strict_option_fails_exactly_the_hazardous_test(user_suite):
+    result = user_suite.runpytest_subprocess("-p", PLUGIN, "--doctor-strict")
+    result.assert_outcomes(passed=2, failed=1)
+    assert re.findall(r"^FAILED (\S+)", result.stdout.str(), re.M) == ["test_user_suite.py::test_leaking_app_background_task"]
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+
+
+def test_a_clean_suite_says_so(user_suite):
+    result = user_suite.runpytest_subprocess("-p", PLUGIN, "--doctor-strict", "-k", "not background")
+    result.assert_outcomes(passed=2, deselected=1)
+    assert "no hazard in 2 requests" in doctor_section(result.stdout.str())
+
+
+def test_without_the_plugin_nothing_is_recorded(user_suite):
+    result = user_suite.runpytest_subprocess()
+    result.assert_outcomes(passed=3)
+    assert "doctor:" not in result.stdout.str()
