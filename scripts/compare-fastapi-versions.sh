@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Measure the yield-dependency strategy (and asgi-middleware for reference) across the FastAPI
-# releases that changed when a yield dependency's exit code runs. Each version gets a throw-away
-# virtualenv under ${WORK_DIR:-/tmp/legacy_app-fastapi-versions} with the current stack's other pins.
-# Prints one line per version; the JSON documents stay in WORK_DIR.
+# Run the doctor on the tutorial's yield dependency (tests/doctor_apps/yield_dependency.py: a JSON route
+# and a streamed body that queries through the session) across the FastAPI releases that moved the
+# dependency's exit code. Each version gets a throw-away virtualenv under
+# ${WORK_DIR:-/tmp/legacy_app-fastapi-versions} with the current stack's other pins.
+# Prints one line per version: the hazards per route; the JSON documents stay in WORK_DIR.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VERSIONS=("${@:-0.105.0 0.106.0 0.117.1 0.118.0 0.121.0}")
@@ -16,19 +17,19 @@ for version in "${VERSIONS[@]}"; do
   [[ -x "$venv/bin/python" ]] || python3 -m venv "$venv"
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
     -r requirements.txt -c "$WORK_DIR/constraints.txt" "fastapi==$version"
-  "$venv/bin/python" -m legacy_app compare --json --strategies yield-dependency asgi-middleware \
-    --requests 50 --pool-requests 10 > "$WORK_DIR/fastapi-$version.json"
+  rm -f "$WORK_DIR/yield-$version.db"
+  status=0
+  DATABASE_URL="sqlite:///$WORK_DIR/yield-$version.db" "$venv/bin/python" -m legacy_app doctor \
+    yield_dependency:app --app-dir tests/doctor_apps --json > "$WORK_DIR/fastapi-$version.json" || status=$?
+  if (( status > 1 )); then echo "FastAPI $version: the doctor could not run it (exit $status)"; continue; fi
   "$venv/bin/python" - "$WORK_DIR/fastapi-$version.json" <<'PY'
 import json, sys
 document = json.load(open(sys.argv[1]))
-versions, results = document["versions"], document["results"]["yield-dependency"]
-print(
-    f"FastAPI {versions['fastapi']:8} Starlette {versions['starlette']:7} yield-dependency: "
-    f"closed_after_response={results['normal_request']['closed_after_response']} "
-    f"background session_usable={results['background_task']['session_usable']} "
-    f"leaked={results['background_task']['leaked_connections']} "
-    f"streaming session_usable={results['streaming_response']['session_usable']} "
-    f"leaked={results['streaming_response']['leaked_connections']}"
+versions = document["versions"]
+routes = "  ".join(
+    f"{r['method']} {r['path']}{' (hung up)' if r['disconnected'] else ''}: {','.join(r['hazards']) or 'clean'}"
+    for r in document["requests"]
 )
+print(f"FastAPI {versions['fastapi']:8} Starlette {versions['starlette']:7} {routes}")
 PY
 done

@@ -144,3 +144,19 @@ def test_a_target_that_cannot_be_run_exits_2_with_one_line_saying_why(args, why,
     assert result.stderr.startswith(why)
     assert len(result.stderr.strip().splitlines()) == 1
     assert result.stdout == ""
+
+
+@pytest.mark.parametrize("strategy", ["asgi-middleware", "http-middleware", "yield-dependency"])
+def test_the_services_own_strategies_show_no_hazard(strategy, tmp_path):
+    # The service's session class skips the work of closing an empty session; the doctor still sees
+    # the close() the strategy made, so /health's unused sessions are not reported as left open.
+    env_url = f"sqlite:///{tmp_path / 'service.db'}"
+    result = subprocess.run(
+        [sys.executable, "-m", "legacy_app", "doctor", "legacy_app.main:app", "--json"],
+        env=dict(os.environ, DATABASE_URL=env_url, SESSION_STRATEGY=strategy),
+        cwd=str(PACKAGE_PARENT), capture_output=True, text=True, timeout=180,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr
+    document = json.loads(result.stdout)
+    assert {r["path"] for r in document["requests"]} >= {"/users/", "/items/", "/health"}
+    assert document["hazards"] == {}

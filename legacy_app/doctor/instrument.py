@@ -10,7 +10,8 @@ context into worker threads and background tasks, so whatever the app does for t
 thread, carries the request's number; a session made at import time carries none.
 
 SQLAlchemy has no event for a session being made or closed, so `Session.__init__`, `close` and (on
-2.x) `reset` are wrapped at class level; begin, commit and rollback are `SessionEvents`, checkout and
+2.x) `reset` are wrapped at class level (and `close` of any subclass that overrides it, when its
+first session is made); begin, commit and rollback are `SessionEvents`, checkout and
 checkin `PoolEvents`, all listened to on the classes, so every engine and session the app makes is seen.
 """
 import contextvars
@@ -19,7 +20,7 @@ import json
 import sys
 import threading
 import time
-from typing import Any, Callable, Dict, Optional, TextIO
+from typing import Any, Dict, Optional, Set, TextIO
 
 current_request: contextvars.ContextVar = contextvars.ContextVar("doctor_request", default=None)
 
@@ -70,19 +71,37 @@ def _connection_record(connection: Any) -> Any:
     return getattr(fairy, "_connection_record", None) or fairy
 
 
-def _wrap(cls: type, name: str, before: Callable[[Any], None]) -> None:
+_closing: Set[int] = set()  # sessions inside a wrapped close(): a subclass's close calling super() is one close
+
+
+def _wrap_close(cls: type, name: str) -> None:
+    """Record `cls.<name>()` (close, reset) as the session's close; once per class that defines it."""
     original = cls.__dict__.get(name)
     if original is None or getattr(original, "_doctor_wrapped", False):
         return
 
     def wrapped(self: Any, *args: Any, **kwargs: Any) -> Any:
-        before(self)
-        return original(self, *args, **kwargs)
+        if id(self) in _closing:
+            return original(self, *args, **kwargs)
+        _closing.add(id(self))
+        try:
+            record("session_close", session=self, detail=None if name == "close" else f"{name}()")
+            return original(self, *args, **kwargs)
+        finally:
+            _closing.discard(id(self))
 
     wrapped._doctor_wrapped = True  # type: ignore[attr-defined]
     wrapped.__wrapped__ = original  # type: ignore[attr-defined]
     wrapped.__name__ = name
     setattr(cls, name, wrapped)
+
+
+def _wrap_closes(session_class: type) -> None:
+    # An app's Session subclass may override close() and call super() only sometimes (ours skips an
+    # empty session): what counts is that the app called close().
+    for cls in session_class.__mro__:
+        for name in ("close", "reset"):
+            _wrap_close(cls, name)
 
 
 def install(events_path: str) -> None:
@@ -97,13 +116,13 @@ def install(events_path: str) -> None:
 
     def session_init(self: Any, *args: Any, **kwargs: Any) -> None:
         original_init(self, *args, **kwargs)
+        _wrap_closes(type(self))
         record("session_made", session=self)
 
     session_init._doctor_wrapped = True  # type: ignore[attr-defined]
     if not getattr(original_init, "_doctor_wrapped", False):
         Session.__init__ = session_init  # type: ignore[method-assign]
-    _wrap(Session, "close", lambda session: record("session_close", session=session))
-    _wrap(Session, "reset", lambda session: record("session_close", session=session, detail="reset()"))
+    _wrap_closes(Session)
 
     event.listen(Session, "after_begin", lambda session, transaction, connection: record(
         "begin", session=session, connection=_connection_record(connection)))
