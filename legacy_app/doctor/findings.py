@@ -13,7 +13,7 @@ Hazards (exact codes):
 - transaction_left_open: a transaction begun during the request had no commit, rollback or close;
 - leak_on_disconnect: added by the runner to a disconnected run that has a hazard its plain run has not.
 """
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional
 
 HAZARDS = (
     "session_used_after_close",
@@ -169,8 +169,7 @@ def _timeline_event(e: Dict[str, Any], ms: float, sessions: Ids, connections: Id
     return event
 
 
-def count(requests: List[Dict[str, Any]]) -> Tuple[Dict[str, int], bool]:
-    """{code: number of requests that showed it}, and whether there is any."""
+def count(requests: List[Dict[str, Any]]) -> Dict[str, int]:
+    """{code: number of requests that showed it}, for the codes any request showed."""
     totals = {code: sum(code in r["hazards"] for r in requests) for code in HAZARDS}
-    totals = {code: n for code, n in totals.items() if n}
-    return totals, bool(totals)
+    return {code: n for code, n in totals.items() if n}

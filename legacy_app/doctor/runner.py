@@ -16,7 +16,7 @@ import tempfile
 import time
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from . import findings
 
@@ -133,7 +133,7 @@ class DoctorServer:
         self.log.close()
 
 
-def _body(request: Dict[str, Any]) -> (bytes, Dict[str, str]):
+def _body(request: Dict[str, Any]) -> Tuple[bytes, Dict[str, str]]:
     headers = {str(k): str(v) for k, v in request["headers"].items()}
     if request["json"] is None:
         return b"", headers
@@ -177,6 +177,9 @@ class Doctor:
             status = send(self.server.port, request)
         number = self._wait_for_return(first)
         time.sleep(self.settle)
+        if self.server.process.poll() is not None:
+            raise CannotRun(f"the server stopped during {request['method']} {request['path']}: "
+                            + self.server._why_it_stopped())
         events = list(self.server.events.read())
         result: Dict[str, Any] = {"method": request["method"], "path": request["path"], "status": status,
                                   "disconnected": disconnect}
@@ -240,6 +243,6 @@ def run_doctor(target: str, app_dir: Path = Path("."), factory: bool = False,
                 results += [plain, hung_up]
         finally:
             server.stop()
-    totals, _ = findings.count(results)
+    totals = findings.count(results)
     return {"target": target, "versions": installed_versions(), "settle_s": settle,
             "requests": results, "hazards": totals}
