@@ -8,3 +8,17 @@ table by route (report.py).
 
 Importing this package imports nothing else: neither SQLAlchemy nor pytest.
 """
+
+
+# `pytest -p legacy_app.doctor` registers this module as a plugin, so its hooks must be found here.
+# They live in pytest_plugin.py, imported only when pytest calls them: importing the doctor never needs pytest.
+def pytest_addoption(parser):  # type: ignore[no-untyped-def]
+    from .pytest_plugin import pytest_addoption as add_options
+
+    add_options(parser)
+
+
+def pytest_configure(config):  # type: ignore[no-untyped-def]
+    from .pytest_plugin import pytest_configure as configure
+
+    configure(config)
