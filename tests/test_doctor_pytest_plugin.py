@@ -163,3 +163,54 @@ def test_importing_the_doctor_needs_no_pytest():
     code = "import sys, legacy_app.doctor; print(sorted({'pytest', 'sqlalchemy'} & set(sys.modules)))"
     completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert completed.stdout.strip() == "[]", completed.stderr
+
+
+SHARED_SESSION_APP = '''
+"""One module-level session for every request: one route closes it, the other queries it."""
+import os
+from fastapi import FastAPI
+from sqlalchemy import create_engine, text
+from sqlalchemy.orm import sessionmaker
+
+DATABASE_URL = os.environ["DATABASE_URL"]
+engine = create_engine(DATABASE_URL, connect_args={"check_same_thread": False} if DATABASE_URL.startswith("sqlite") else {})
+db = sessionmaker(bind=engine)()
+app = FastAPI()
+
+
+@app.post("/close")
+def close():
+    db.close()
+    return {}
+
+
+@app.get("/count")
+def count():
+    return {"count": db.execute(text("SELECT 1")).scalar()}
+'''
+
+SHARED_SESSION_TESTS = '''
+from fastapi.testclient import TestClient
+
+import shared_session_app
+
+
+def test_closes():
+    assert TestClient(shared_session_app.app).post("/close").status_code == 200
+
+
+def test_queries_later():
+    assert TestClient(shared_session_app.app).get("/count").json() == {"count": 1}
+'''
+
+
+def test_a_session_closed_in_one_test_and_used_in_the_next_is_a_use_after_close(pytester, database_url, monkeypatch):
+    """Judged test by test, yet what earlier tests did to a session still counts."""
+    monkeypatch.setenv("DATABASE_URL", driver_url(database_url))
+    pytester.makepyfile(shared_session_app=SHARED_SESSION_APP, test_shared=SHARED_SESSION_TESTS)
+    pytester.makeini("[pytest]\n")
+    result = pytester.runpytest_subprocess("-p", PLUGIN)
+    result.assert_outcomes(passed=2)
+    section = doctor_section(result.stdout.str())
+    assert re.findall(r"^test_shared\.py::\S+", section, re.M) == ["test_shared.py::test_queries_later"]
+    assert re.search(r"^  GET /count -> 200: session_used_after_close\b", section, re.M)

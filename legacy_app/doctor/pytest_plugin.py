@@ -55,25 +55,44 @@ class DoctorPlugin:
         instrument.install(path)
         _record_test_client_requests()
         self.events = runner.EventFile(Path(path))
-        self.judged = 0  # events before this index belong to requests already judged
+        # Whether each session seen so far is closed (by raw id): all the judgment needs of past events,
+        # so a long suite is not judged against its whole history.
+        self.session_closed: Dict[int, bool] = {}
         self.sessions, self.connections = findings.Ids(), findings.Ids()
         self.requests = 0
         self.by_test: Dict[str, List[Dict[str, Any]]] = {}
 
     def judge(self) -> List[Dict[str, Any]]:
         """The requests started since the last judgment: each with its hazards and where they happened."""
+        if not any(e["kind"] == "request_start" for e in self.events.read()):
+            self._forget_judged()
+            return []
         gc.collect()  # a connection only the collector returns shows now, as the leak it is
-        events = self.events.read()
-        started = [e for e in events[self.judged:] if e["kind"] == "request_start"]
-        self.judged = len(events)
+        recent = list(self.events.read())
+        events = self._past() + recent
         results = []
-        for start in started:
+        for start in (e for e in recent if e["kind"] == "request_start"):
             judged = findings.analyse(start["request"], events, self.sessions, self.connections)
             method, _, path = (start.get("detail") or "? ?").partition(" ")
             results.append({"method": method, "path": path, "status": judged["status"],
                             "hazards": judged["hazards"], "where": judged["observations"]["where"]})
+        self._forget_judged()
         self.requests += len(results)
         return results
+
+    def _past(self) -> List[Dict[str, Any]]:
+        past = []
+        for session, closed in self.session_closed.items():
+            past.append({"t": 0.0, "kind": "session_made", "request": None, "session": session, "connection": None, "thread": ""})
+            if closed:
+                past.append(dict(past[-1], kind="session_close"))
+        return past
+
+    def _forget_judged(self) -> None:
+        for e in self.events.read():
+            if e["kind"] in ("session_made", "session_close"):
+                self.session_closed[e["session"]] = e["kind"] == "session_close"
+        self.events.events.clear()
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_makereport(self, item: Any, call: Any):
