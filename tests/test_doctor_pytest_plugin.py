@@ -134,8 +134,10 @@ def test_summary_names_the_hazards_of_the_leaking_test_only(user_suite):
     # The doctor's verdict on this route when served (tests/data/doctor_sample.json), here in-process.
     assert "GET /report -> 200: session_used_after_close, connection_leaked, transaction_left_open\n" in section
     assert "session_used_after_close: session 3 began a transaction" in section
-    # The plugin collects garbage before judging: the leaked connection shows as returned only by the collector.
-    assert "came back only through the garbage collector" in section
+    # Judged in the test that leaked it, whether the collector brought the connection back before the
+    # judgment or something still held it then (both seen, depending on the run).
+    assert re.search(r"connection_leaked: connection \d+ checked out at .*(came back only through the garbage collector"
+                     r"|was never checked in)", section)
     # Requests sent another way than TestClient (here httpx's ASGITransport) are not recorded.
     assert "1 of 3 requests with a hazard in 1 tests (fail them with --doctor-strict)" in section
 
