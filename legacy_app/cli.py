@@ -353,7 +353,9 @@ def build_parser() -> argparse.ArgumentParser:
     compare_parser = add_command(
         "compare",
         help="measure the session strategies in real uvicorn servers on the installed versions",
-        description="Run each session strategy in a real uvicorn server and report what was observed.",
+        description="Serve the probe app once per strategy under the doctor's instrument in a real uvicorn "
+        "server, run the scenarios, and report what was observed; overhead and pool exhaustion are timed "
+        "on servers without the instrument.",
     )
     compare_parser.add_argument("--json", action="store_true", help="print one JSON document")
     compare_parser.add_argument("--database-url", help="database to probe (default: a temporary SQLite file)")

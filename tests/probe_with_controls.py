@@ -1,5 +1,6 @@
-"""The package's probe server plus control routes that misbehave on purpose, so that the tests can
-prove each observer sees what it reports. Served by uvicorn as `tests.probe_with_controls:app`."""
+"""The package's probe app plus control routes that misbehave on purpose, so that the tests can
+prove the scenarios report what the doctor's instrument sees. Served by the doctor as
+`tests.probe_with_controls:app`."""
 from typing import List
 
 from fastapi import FastAPI
@@ -34,6 +35,5 @@ def add_control_routes(app: FastAPI) -> None:
         return {"ok": True}
 
 
-# The probe module builds its app on import; the routes go onto the FastAPI app inside its recorder.
-add_control_routes(probe_app.app)
+add_control_routes(probe_app)
 app = probe_app

@@ -11,10 +11,10 @@ import requests
 
 from legacy_app.comparison import scenarios
 from legacy_app.comparison.runner import run_comparison
-from legacy_app.config import STRATEGIES
+from legacy_app.config import STRATEGIES, Settings
+from legacy_app.database import create_engine_from
+from legacy_app.doctor.runner import SETTLE_SECONDS, Doctor, DoctorServer
 from legacy_app.server_process import PACKAGE_PARENT
-
-from .live_server import LiveServer
 
 # The package's probe plus routes that misbehave on purpose (tests/probe_with_controls.py).
 PROBE_WITH_CONTROLS = "tests.probe_with_controls:app"
@@ -22,18 +22,22 @@ PROBE_WITH_CONTROLS = "tests.probe_with_controls:app"
 
 @pytest.fixture
 def asgi_probe(tmp_path):
-    env = {"DATABASE_URL": f"sqlite:///{tmp_path / 'probe.db'}", "SESSION_STRATEGY": "asgi-middleware"}
-    with LiveServer(env, tmp_path / "probe.log", app=PROBE_WITH_CONTROLS) as server:
-        probe = scenarios.Probe(server.port)
-        yield probe
-        probe.close()
+    url = f"sqlite:///{tmp_path / 'probe.db'}"
+    env = {"DATABASE_URL": url, "SESSION_STRATEGY": "asgi-middleware"}
+    server = DoctorServer(PROBE_WITH_CONTROLS, PACKAGE_PARENT, False, tmp_path, env=env)
+    engine = create_engine_from(Settings(database_url=url))
+    try:
+        server.wait_until_serving()
+        yield scenarios.ProbeRun(Doctor(server, SETTLE_SECONDS), engine)
+    finally:
+        server.stop()
+        engine.dispose()
 
 
 def test_a_deliberate_leak_is_reported_as_a_leak(asgi_probe):
-    asgi_probe.reset()
-    asgi_probe.request("GET", "/probe/control/leak")
-    assert asgi_probe.settle()["checked_out"] == 1
-    # A later scenario counts only its own leaks: the earlier one is not charged to it.
+    leak = asgi_probe.request("GET", "/probe/control/leak")
+    assert "connection_leaked" in leak["hazards"] and "session_not_closed" in leak["hazards"]
+    # A later scenario is judged on its own requests: the earlier leak is not charged to it.
     assert scenarios.background_task(asgi_probe)["leaked_connections"] == 0
 
 
@@ -41,6 +45,7 @@ def test_a_commit_before_the_error_is_reported_as_persisting(asgi_probe):
     assert scenarios.error_persistence(asgi_probe, "/probe/control/commit-then-error") == {
         "status": 500,
         "rows_persisted": 1,
+        "hazards": [],
     }
     assert scenarios.error_persistence(asgi_probe, "/probe/error-after-flush")["rows_persisted"] == 0
 
@@ -81,15 +86,17 @@ def test_measured_facts_on_the_installed_versions(comparison):
     assert decorator["normal_request"]["closed_after_response"] is False
     assert asgi["normal_request"]["closed_after_response"] is True
     assert asgi["background_task"] == {
-        "status": 200, "session_usable": True, "leaked_connections": 0, "closed_after_late_use": True,
+        "status": 200, "session_usable": True, "leaked_connections": 0, "closed_after_late_use": True, "hazards": [],
     }
     assert asgi["streaming_response"]["body_complete"] is True
     # The hardened decorator form refuses late use instead of leaking a connection.
     assert decorator["background_task"]["session_usable"] is False
     assert decorator["streaming_response"]["session_usable"] is False
     for by_scenario in results.values():
-        assert by_scenario["error_after_flush"] == {"status": 500, "rows_persisted": 0}
-        assert by_scenario["http_exception_after_flush"] == {"status": 409, "rows_persisted": 0}
+        assert by_scenario["error_after_flush"] == {"status": 500, "rows_persisted": 0, "hazards": []}
+        assert by_scenario["http_exception_after_flush"] == {"status": 409, "rows_persisted": 0, "hazards": []}
+        # The doctor finds no hazard in any of the three strategies' scenarios.
+        assert all(figures.get("hazards", []) == [] for figures in by_scenario.values())
         assert by_scenario["background_task"]["leaked_connections"] == 0
         assert by_scenario["streaming_response"]["leaked_connections"] == 0
         assert by_scenario["no_db_route"]["connections_checked_out"] == 0

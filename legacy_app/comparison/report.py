@@ -49,6 +49,8 @@ WHY = {
 
 
 def _cell(value: Any) -> str:
+    if isinstance(value, list):  # the doctor's hazard codes
+        return ", ".join(value) or "none"
     if isinstance(value, dict):
         return " ".join(f"{key}:{count}" for key, count in value.items())
     if isinstance(value, float):

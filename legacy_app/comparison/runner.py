@@ -1,4 +1,8 @@
-"""Start one probe server per strategy and configuration, run the scenarios, collect the figures."""
+"""Serve the probe app once per strategy under the doctor, run the scenarios, collect the figures.
+
+The session scenarios read the doctor's instrument (one instrument for `doctor` and `compare`);
+overhead and pool exhaustion are timed against servers of the same app without it.
+"""
 import contextlib
 import platform
 import tempfile
@@ -9,8 +13,10 @@ from typing import Any, Callable, Dict, Iterator, Optional, Sequence
 
 from sqlalchemy.engine import make_url
 
-from ..config import FLOOR_HASHING_ENV, STRATEGIES
-from ..server_process import ServerProcess
+from ..config import FLOOR_HASHING_ENV, STRATEGIES, Settings
+from ..database import create_engine_from
+from ..doctor.runner import SETTLE_SECONDS, Doctor, DoctorServer
+from ..server_process import PACKAGE_PARENT, ServerProcess
 from . import scenarios
 
 PROBE_APP = "legacy_app.comparison.probe:app"
@@ -24,22 +30,36 @@ def installed_versions() -> Dict[str, str]:
     return versions
 
 
+def _settings_env(strategy: str, database_url: str, **env: str) -> Dict[str, str]:
+    return {"DATABASE_URL": database_url, "SESSION_STRATEGY": strategy, **FLOOR_HASHING_ENV, **env}
+
+
 @contextlib.contextmanager
 def probe_server(strategy: str, database_url: str, log_dir: Path, name: str, **env: str) -> Iterator[ServerProcess]:
-    settings_env = {
-        "DATABASE_URL": database_url,
-        "SESSION_STRATEGY": strategy,
-        **FLOOR_HASHING_ENV,
-        **env,
-    }
+    """The probe app in plain uvicorn, without the instrument: for timing."""
     server = ServerProcess(
         PROBE_APP,
-        env=settings_env,
+        env=_settings_env(strategy, database_url, **env),
         log_path=log_dir / f"{strategy}-{name}.log",
         extra_args=["--no-access-log", "--log-level", "warning"],
     )
     with server:
         yield server
+
+
+@contextlib.contextmanager
+def doctored_probe(strategy: str, database_url: str, scratch: Path, name: str, **env: str) -> Iterator[scenarios.ProbeRun]:
+    """The probe app served by the doctor, and an engine on its database for the row counts."""
+    directory = scratch / f"{strategy}-{name}"
+    directory.mkdir()
+    server = DoctorServer(PROBE_APP, PACKAGE_PARENT, False, directory, env=_settings_env(strategy, database_url, **env))
+    engine = create_engine_from(Settings(database_url=database_url))
+    try:
+        server.wait_until_serving()
+        yield scenarios.ProbeRun(Doctor(server, SETTLE_SECONDS), engine)
+    finally:
+        server.stop()
+        engine.dispose()
 
 
 class Steps:
@@ -73,23 +93,23 @@ def run_comparison(
         url = database_url or f"sqlite:///{scratch_dir / 'compare.db'}"
         logs = log_dir or scratch_dir
         results: Dict[str, Dict[str, Any]] = {name: {} for name in strategies}
-        with contextlib.ExitStack() as servers:
-            probes = {}
-            for strategy in strategies:
-                server = servers.enter_context(probe_server(strategy, url, logs, "main"))
-                probe = probes[strategy] = scenarios.Probe(server.port)
-                servers.callback(probe.close)
+        for strategy in strategies:
+            with doctored_probe(strategy, url, scratch_dir, "main") as probe:
                 for scenario, measure in scenarios.MAIN_SCENARIOS.items():
                     results[strategy][scenario] = measure(probe)
                     steps.finished(strategy, scenario)
+        with contextlib.ExitStack() as servers:
+            probes = {}
+            for strategy in strategies:
+                server = servers.enter_context(probe_server(strategy, url, logs, "overhead"))
+                probe = probes[strategy] = scenarios.Probe(server.port)
+                servers.callback(probe.close)
             for strategy, by_strategy in scenarios.overhead(probes, overhead_requests).items():
                 results[strategy]["overhead"] = by_strategy
             steps.finished("all strategies", "overhead")
         for strategy in strategies:
-            with probe_server(strategy, url, logs, "factory-failure", PROBE_FACTORY_FAILS="1") as server:
-                probe = scenarios.Probe(server.port)
+            with doctored_probe(strategy, url, scratch_dir, "factory-failure", PROBE_FACTORY_FAILS="1") as probe:
                 results[strategy]["factory_failure"] = scenarios.factory_failure(probe)
-                probe.close()
             steps.finished(strategy, "factory_failure")
             pool_env = {"DB_POOL_SIZE": "2", "DB_MAX_OVERFLOW": "0", "DB_POOL_TIMEOUT": str(pool_timeout)}
             with probe_server(strategy, url, logs, "pool", **pool_env) as server:

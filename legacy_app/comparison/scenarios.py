@@ -1,10 +1,11 @@
-"""Each scenario sends real requests to a probe server and derives its figures from what the
-observers recorded. Nothing here is filled in from expectation: a figure that could not be
-observed is reported as None.
+"""Each scenario sends real requests to a probe server and derives its figures from what the doctor's
+instrument recorded (legacy_app/doctor). Nothing here is filled in from expectation: a figure that
+could not be observed is reported as None.
 
-Requests go through requests, one Session (keep-alive) per thread. The probe's own requests are
-retried when idempotent (server_process.http_session); those of pool_exhaustion are not: a
-request that failed is its result.
+The session scenarios go through the doctor, one request at a time, each judged after the app
+returned and a settle time. Overhead and pool exhaustion are timed with requests against servers
+without the instrument, one Session (keep-alive) per thread; the requests of pool_exhaustion are not
+retried: a request that failed is its result.
 """
 import json
 import statistics
@@ -15,8 +16,13 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional
 
 import requests
+from sqlalchemy import func, select
+from sqlalchemy.engine import Engine
 
+from ..doctor.runner import Doctor
+from ..models import User
 from ..server_process import http_session
+from .probe import PROBE_EMAIL
 
 Events = List[Dict[str, Any]]
 
@@ -47,7 +53,7 @@ def fetch(session: requests.Session, method: str, url: str, timeout: float = 60.
 
 
 class Probe:
-    """Talks to one probe server."""
+    """Plain HTTP to one uninstrumented probe server (overhead)."""
 
     def __init__(self, port: int) -> None:
         self.port = port
@@ -57,130 +63,112 @@ class Probe:
     def request(self, method: str, path: str) -> Reply:
         return fetch(self.session, method, self.base + path)
 
-    def reset(self) -> None:
-        self.request("GET", "/_probe/reset")
-
-    def snapshot(self) -> Dict[str, Any]:
-        return self.request("GET", "/_probe/events").json()
-
-    def wait_for(self, *names: str, timeout: float = 5.0) -> Dict[str, Any]:
-        """The event log once every named event has happened (or the timeout passed)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            snapshot = self.snapshot()
-            seen = {event["event"] for event in snapshot["events"]}
-            if all(name in seen for name in names) or time.monotonic() > deadline:
-                return snapshot
-            time.sleep(0.02)
-
-    def settle(self, seconds: float = 0.15) -> Dict[str, Any]:
-        time.sleep(seconds)
-        return self.snapshot()
-
-    def rows_persisted(self) -> int:
-        return self.request("GET", "/_probe/rows").json()["rows"]
-
-    def cleanup(self) -> None:
-        self.request("GET", "/_probe/cleanup")
-
     def close(self) -> None:
         self.session.close()
 
 
-def _first(events: Events, name: str) -> Optional[Dict[str, Any]]:
-    return next((event for event in events if event["event"] == name), None)
+class ProbeRun:
+    """One probe server under the doctor, and the database it writes to (to count persisted rows)."""
+
+    def __init__(self, doctor: Doctor, engine: Engine) -> None:
+        self.doctor, self.engine = doctor, engine
+
+    def request(self, method: str, path: str) -> Dict[str, Any]:
+        """The doctor's judgement of one request (plain, no hang-up): hazards, observations, events."""
+        return self.doctor.run({"method": method, "path": path, "json": None, "headers": {}}, disconnect=False)
+
+    def body(self) -> bytes:
+        return self.doctor.last_body
+
+    def rows_persisted(self) -> int:
+        with self.engine.connect() as connection:
+            return connection.execute(select(func.count(User.id)).where(User.email == PROBE_EMAIL)).scalar()
+
+    def cleanup(self) -> None:
+        with self.engine.begin() as connection:
+            connection.execute(User.__table__.delete().where(User.email == PROBE_EMAIL))
 
 
-def _count(events: Events, name: str) -> int:
-    return sum(1 for event in events if event["event"] == name)
+def _first(events: Events, kind: str) -> Optional[Dict[str, Any]]:
+    return next((event for event in events if event["kind"] == kind), None)
 
 
-def close_timing(probe: Probe, path: str) -> Dict[str, Any]:
+def _thread(event: Dict[str, Any]) -> str:
+    return "event-loop" if event["thread"] == "MainThread" else "worker"
+
+
+def close_timing(probe: ProbeRun, path: str) -> Dict[str, Any]:
     """Did the session close after the last body message reached the server, and on which thread?"""
-    probe.reset()
-    reply = probe.request("GET", path)
-    events = probe.wait_for("session.close", "response.body_complete")["events"]
-    close = _first(events, "session.close")
-    body_complete = _first(events, "response.body_complete")
+    result = probe.request("GET", path)
+    lifecycle = result["observations"].get("session_lifecycle", [])
+    before_end = lifecycle[0]["closed_before_response_end"] if lifecycle else None
+    close = _first(result["events"], "session_close")
     return {
-        "status": reply.status,
-        "closed_after_response": None if not (close and body_complete) else close["t"] > body_complete["t"],
-        "close_thread": close["thread"] if close else None,
+        "status": result["status"],
+        "closed_after_response": None if before_end is None else not before_end,
+        "close_thread": _thread(close) if close else None,
+        "hazards": result["hazards"],
     }
 
 
-def no_db_route(probe: Probe, path: str = "/health", requests: int = 5) -> Dict[str, Any]:
-    probe.reset()
-    for _ in range(requests):
-        probe.request("GET", path)
-    events = probe.settle()["events"]
+def no_db_route(probe: ProbeRun, path: str = "/health", requests: int = 5) -> Dict[str, Any]:
+    results = [probe.request("GET", path) for _ in range(requests)]
     return {
-        "sessions_created": _count(events, "session.create") / requests,
-        "connections_checked_out": _count(events, "pool.checkout") / requests,
+        "sessions_created": sum(r["observations"]["sessions"] for r in results) / requests,
+        "connections_checked_out": sum(r["observations"]["checkouts"] for r in results) / requests,
     }
 
 
-def error_persistence(probe: Probe, path: str) -> Dict[str, Any]:
+def error_persistence(probe: ProbeRun, path: str) -> Dict[str, Any]:
     probe.cleanup()
-    probe.reset()
-    reply = probe.request("POST", path)
-    probe.wait_for("session.close")
+    result = probe.request("POST", path)
     rows = probe.rows_persisted()
     probe.cleanup()
-    return {"status": reply.status, "rows_persisted": rows}
+    return {"status": result["status"], "rows_persisted": rows, "hazards": result["hazards"]}
 
 
-def late_use(probe: Probe, path: str, name: str, uses: int) -> Dict[str, Any]:
-    """The request's session used after the endpoint returned: did it work, did it leak?
-
-    The probe route records `<name>.query_ok` per successful use and `<name>.end` when done.
-    leaked_connections counts the connections this request left checked out (earlier leaks in
-    the same server are subtracted).
-    """
-    probe.reset()
-    checked_out_before = probe.snapshot()["checked_out"]
-    reply = probe.request("GET", path)
-    probe.wait_for(f"{name}.end", "session.close")
-    snapshot = probe.settle(0.1)  # let a close that follows the late use finish
-    events = snapshot["events"]
-    close = _first(events, "session.close")
-    end = _first(events, f"{name}.end")
+def late_use(probe: ProbeRun, path: str, after: str) -> Dict[str, Any]:
+    """The request's session used after `after` (response_start or response_end): did it reach the
+    database, did it leak, and was the session closed after that use?"""
+    result = probe.request("GET", path)
+    events = result["events"]
+    milestone = _first(events, after)
+    late_begins = [e for e in events if e["kind"] == "begin" and milestone and e["t"] >= milestone["t"]]
+    closes = [e for e in events if e["kind"] == "session_close"]
     return {
-        "status": reply.status,
-        "session_usable": _count(events, f"{name}.query_ok") == uses,
-        "leaked_connections": snapshot["checked_out"] - checked_out_before,
-        "closed_after_late_use": None if not (close and end) else close["t"] > end["t"],
-        "reply": reply,
+        "status": result["status"],
+        "session_usable": bool(late_begins),
+        "leaked_connections": len(result["observations"]["where"].get("connection_leaked", [])),
+        "closed_after_late_use": bool(late_begins and closes) and closes[-1]["t"] > late_begins[-1]["t"],
+        "hazards": result["hazards"],
     }
 
 
-def background_task(probe: Probe) -> Dict[str, Any]:
-    result = late_use(probe, "/probe/background", "background", uses=1)
-    del result["reply"]
+def background_task(probe: ProbeRun) -> Dict[str, Any]:
+    return late_use(probe, "/probe/background", after="response_end")
+
+
+def streaming_response(probe: ProbeRun, chunks: int = 5) -> Dict[str, Any]:
+    result = late_use(probe, "/probe/stream", after="response_start")
+    result["body_complete"] = probe.body().count(b"chunk ") == chunks
     return result
 
 
-def streaming_response(probe: Probe, chunks: int = 5) -> Dict[str, Any]:
-    result = late_use(probe, "/probe/stream", "stream", uses=chunks)
-    reply = result.pop("reply")
-    result["body_complete"] = reply.complete and reply.body.count(b"chunk ") == chunks
-    return result
-
-
-def factory_failure(probe: Probe) -> Dict[str, Any]:
-    probe.reset()
-    db_status = probe.request("GET", "/users/").status
-    no_db_status = probe.request("GET", "/health").status
-    exception = _first(probe.settle()["events"], "server.exception")
+def factory_failure(probe: ProbeRun) -> Dict[str, Any]:
+    db_route = probe.request("GET", "/users/")
+    no_db_route = probe.request("GET", "/health")
+    returned = _first(db_route["events"], "app_return")
+    raised = (returned or {}).get("detail") or ""
     return {
-        "db_route_status": db_status,
-        "no_db_route_status": no_db_status,
-        "error_type": exception["type"] if exception else None,
+        "db_route_status": db_route["status"],
+        "no_db_route_status": no_db_route["status"],
+        "error_type": raised[len("raised "):] if raised.startswith("raised ") else None,
     }
 
 
-def contextvars(probe: Probe) -> Dict[str, Any]:
-    return {"set_in_middleware_visible_in_endpoint": probe.request("GET", "/probe/contextvar").json()["visible"]}
+def contextvars(probe: ProbeRun) -> Dict[str, Any]:
+    probe.request("GET", "/probe/contextvar")
+    return {"set_in_middleware_visible_in_endpoint": json.loads(probe.body())["visible"]}
 
 
 def pool_exhaustion(port: int, requests: int, path: str = "/probe/slow") -> Dict[str, Any]:
@@ -232,7 +220,7 @@ def overhead(probes: Dict[str, Probe], requests: int, warmup: int = 50) -> Dict[
     }
 
 
-Scenario = Callable[[Probe], Dict[str, Any]]
+Scenario = Callable[[ProbeRun], Dict[str, Any]]
 
 MAIN_SCENARIOS: Dict[str, Scenario] = {
     "normal_request": lambda probe: close_timing(probe, "/users/?limit=5"),

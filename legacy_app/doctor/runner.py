@@ -90,7 +90,8 @@ class EventFile:
 
 
 class DoctorServer:
-    def __init__(self, target: str, app_dir: Path, factory: bool, scratch: Path) -> None:
+    def __init__(self, target: str, app_dir: Path, factory: bool, scratch: Path,
+                 env: Optional[Dict[str, str]] = None) -> None:
         self.events = EventFile(scratch / "events.jsonl")
         self.events.path.touch()
         self.log_path = scratch / "server.log"
@@ -99,9 +100,11 @@ class DoctorServer:
             self.port = sock.getsockname()[1]
         command = [sys.executable, "-m", "legacy_app.doctor.serve", target, "--events", str(self.events.path),
                    "--port", str(self.port), "--app-dir", str(app_dir)] + (["--factory"] if factory else [])
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(PACKAGE_PARENT), os.environ.get("PYTHONPATH")])))
+        child_env = dict(os.environ, **(env or {}))
+        child_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PACKAGE_PARENT), child_env.get("PYTHONPATH")]))
         self.log = open(self.log_path, "wb")
-        self.process = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT, env=env, cwd=str(app_dir))
+        self.process = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT, env=child_env,
+                                        cwd=str(app_dir))
 
     def wait_until_serving(self) -> None:
         deadline = time.monotonic() + START_TIMEOUT
@@ -141,16 +144,20 @@ def _body(request: Dict[str, Any]) -> Tuple[bytes, Dict[str, str]]:
     return json.dumps(request["json"]).encode(), headers
 
 
-def send(port: int, request: Dict[str, Any]) -> Optional[int]:
+def send(port: int, request: Dict[str, Any]) -> Tuple[Optional[int], bytes]:
+    """The status and the body as received (None, b"" when no answer came; a cut body as far as it came)."""
     body, headers = _body(request)
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=APP_RETURN_TIMEOUT + 30)
+    status = None
     try:
         connection.request(request["method"], request["path"], body=body or None, headers=headers)
         response = connection.getresponse()
-        response.read()
-        return response.status
+        status = response.status
+        return status, response.read()
+    except http.client.IncompleteRead as cut:
+        return status, cut.partial
     except (OSError, http.client.HTTPException):
-        return None  # a cut response is still judged on what the server did
+        return status, b""  # a cut response is still judged on what the server did
     finally:
         connection.close()
 
@@ -167,6 +174,7 @@ class Doctor:
     def __init__(self, server: DoctorServer, settle: float) -> None:
         self.server, self.settle = server, settle
         self.sessions, self.connections = findings.Ids(), findings.Ids()
+        self.last_body = b""  # what the last plain run received, for callers that check the answer too
 
     def run(self, request: Dict[str, Any], disconnect: bool) -> Dict[str, Any]:
         first = len(self.server.events.read())
@@ -174,7 +182,7 @@ class Doctor:
             send_and_hang_up(self.server.port, request)
             status = None
         else:
-            status = send(self.server.port, request)
+            status, self.last_body = send(self.server.port, request)
         number = self._wait_for_return(first)
         time.sleep(self.settle)
         if self.server.process.poll() is not None:
