@@ -116,7 +116,9 @@ class DoctorServer:
                 return
             except OSError:
                 time.sleep(0.05)
-        raise CannotRun(f"the server did not start within {START_TIMEOUT:.0f} s (log: {self.log_path})")
+        lines = [line for line in self.log_path.read_text(errors="replace").splitlines() if line.strip()]
+        raise CannotRun(f"the server did not start within {START_TIMEOUT:.0f} s"
+                        + (f"; its last line: {lines[-1]}" if lines else ""))
 
     def _why_it_stopped(self) -> str:
         lines = [line for line in self.log_path.read_text(errors="replace").splitlines() if line.strip()]
