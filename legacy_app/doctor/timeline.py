@@ -4,6 +4,7 @@ Nothing is fetched from elsewhere (no script, font or stylesheet by URL), so the
 and can be attached to a bug report. Every text shown comes from the target app or its client
 (paths, details) and is escaped.
 """
+import json
 from bisect import bisect_right
 from html import escape
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
@@ -27,7 +28,7 @@ HAZARD_TEXT = {
 MARKERS = (("response_start", "response start"), ("response_end", "last body message"), ("app_return", "app returned"))
 ENDS = {"session_made": ("session_close",), "begin": ("commit", "rollback"), "checkout": ("checkin", "checkin_gc")}
 
-STYLE = """
+BASE_STYLE = """
 body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#1d1d1f;background:#fff}
 h1{font-size:1.3em;margin:0 0 .3em}h2{font-size:1.05em;margin:1.6em 0 .3em}
 table{border-collapse:collapse}td,th{padding:2px 10px 2px 0;text-align:left;vertical-align:top}
@@ -35,13 +36,16 @@ code{font:12px ui-monospace,monospace}.muted{color:#6e6e73}
 .badge{display:inline-block;padding:0 6px;margin-right:4px;border-radius:3px;font-size:12px;background:#e3f4e6;color:#176c2c}
 .badge.hazard{background:#fde2e1;color:#a1120b}
 svg{display:block;margin:.4em 0}svg text{font:11px system-ui,sans-serif;fill:#333}
-.lane-bg{fill:#f6f6f8}.axis{stroke:#aaa}.tick{stroke:#ddd}
-.request{fill:#8e8e93}.background{fill:#bf8f00}.session{fill:#2f6fdf}.transaction{fill:#7b4fd6}.checkout{fill:#1a9a6b}
-.open{fill-opacity:.45}.hazard{fill:#d7261e;fill-opacity:1;stroke:#7a0c07;stroke-width:1}
+.lane-bg{fill:#f6f6f8}.tick{stroke:#ddd}
+.open{fill-opacity:.45}.bar.hazard{fill:#d7261e;fill-opacity:1;stroke:#7a0c07;stroke-width:1}
 .marker{stroke:#444;stroke-dasharray:3 3}.marker-label{font-size:10px}
 .point{fill:#d7261e;stroke:#7a0c07}
 .legend span{display:inline-block;width:14px;height:10px;margin:0 4px 0 12px;vertical-align:middle}
 """
+COLOURS = {"request": "#8e8e93", "background": "#bf8f00", "session": "#2f6fdf", "transaction": "#7b4fd6",
+           "checkout": "#1a9a6b", "hazard": "#d7261e"}
+# Bars are filled, legend swatches painted, in the same colour; the hazard's red wins over the others.
+STYLE = "".join(f".{name}{{fill:{colour}}}.legend span.{name}{{background:{colour}}}" for name, colour in COLOURS.items()) + BASE_STYLE
 
 
 def render_html(document: Dict[str, Any]) -> str:
@@ -84,12 +88,9 @@ def _legend() -> str:
     items = [("request", "request"), ("background", "background tasks"), ("session", "session made → closed"),
              ("transaction", "transaction begin → commit/rollback"), ("checkout", "connection checkout → checkin"),
              ("hazard", "hazard (leak, use after close, never closed)")]
-    spans = "".join(f'<span class="{css}" style="background:{_LEGEND_COLOURS[css]}"></span>{_e(text)}' for css, text in items)
-    return f'<p class="legend muted">{spans}; a bar that reaches the right edge never ended; dashed lines: response start, last body message, app returned; the time axis is stretched where events are close together</p>'
-
-
-_LEGEND_COLOURS = {"request": "#8e8e93", "background": "#bf8f00", "session": "#2f6fdf",
-                   "transaction": "#7b4fd6", "checkout": "#1a9a6b", "hazard": "#d7261e"}
+    spans = "".join(f'<span class="{css}"></span>{_e(text)}' for css, text in items)
+    return (f'<p class="legend muted">{spans}; a bar that reaches the right edge never ended; dashed lines: '
+            "response start, last body message, app returned; the time axis is stretched where events are close together</p>")
 
 
 class Bar:
@@ -104,11 +105,10 @@ def _request_section(number: int, request: Dict[str, Any]) -> str:
     hazards = request.get("hazards", [])
     badges = "".join(f'<span class="badge hazard">{_e(code)}</span>' for code in hazards) or '<span class="badge">clean</span>'
     disconnected = ' <span class="muted">client disconnected after sending</span>' if request.get("disconnected") else ""
-    observations = "".join(
-        f"<tr><td><code>{_e(key)}</code></td><td>{_e(value)}</td></tr>" for key, value in request.get("observations", {}).items()
-    )
+    observations = "".join(f"<tr><td><code>{_e(key)}</code></td><td>{_e(json.dumps(value))}</td></tr>"
+                           for key, value in request.get("observations", {}).items())
     heading = (f'<h2 id="request-{number}">{_e(request.get("method", ""))} <code>{_e(request.get("path", ""))}</code> '
-               f'→ {_e(request.get("status", "no response"))}{disconnected}</h2>')
+               f'→ {_e(request.get("status") or "no response")}{disconnected}</h2>')
     return (
         f'<section class="request-timeline" data-request="{number}" data-hazards="{_e(" ".join(hazards))}">'
         f"{heading}<p>{badges}</p>{_svg(events)}"
