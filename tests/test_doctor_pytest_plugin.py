@@ -113,13 +113,23 @@ def test_leaking_app_through_httpx():
 '''
 
 
-@pytest.fixture
-def user_suite(pytester, database_url, monkeypatch):
-    monkeypatch.setenv("DATABASE_URL", driver_url(database_url))
+def write_user_suite(pytester, monkeypatch, url: str):
+    monkeypatch.setenv("DATABASE_URL", driver_url(url))
     pytester.makepyfile(clean_app=CLEAN_APP, leaking_app=LEAKING_APP, test_user_suite=USER_TESTS)
     # The project's own configuration (deprecation warnings as errors) stays out of the user's suite.
     pytester.makeini("[pytest]\n")
     return pytester
+
+
+@pytest.fixture
+def user_suite(pytester, database_url, monkeypatch):
+    return write_user_suite(pytester, monkeypatch, database_url)
+
+
+@pytest.fixture
+def sqlite_user_suite(pytester, tmp_path, monkeypatch):
+    """For what does not depend on the database: SQLite only, to spare a subprocess per server."""
+    return write_user_suite(pytester, monkeypatch, f"sqlite:///{tmp_path / 'user.db'}")
 
 
 def doctor_section(output: str) -> str:
@@ -149,14 +159,14 @@ def test_strict_option_fails_exactly_the_hazardous_test(user_suite):
     assert result.ret == pytest.ExitCode.TESTS_FAILED
 
 
-def test_a_clean_suite_says_so(user_suite):
-    result = user_suite.runpytest_subprocess("-p", PLUGIN, "--doctor-strict", "-k", "not background")
+def test_a_clean_suite_says_so(sqlite_user_suite):
+    result = sqlite_user_suite.runpytest_subprocess("-p", PLUGIN, "--doctor-strict", "-k", "not background")
     result.assert_outcomes(passed=3, deselected=1)
     assert "no hazard in 2 requests" in doctor_section(result.stdout.str())
 
 
-def test_without_the_plugin_nothing_is_recorded(user_suite):
-    result = user_suite.runpytest_subprocess()
+def test_without_the_plugin_nothing_is_recorded(sqlite_user_suite):
+    result = sqlite_user_suite.runpytest_subprocess()
     result.assert_outcomes(passed=4)
     assert "doctor:" not in result.stdout.str()
 
