@@ -88,6 +88,15 @@ def test_a_document_without_hazards_says_so():
     assert "no hazard" in html and 'class="bar' in html and "hazard\"" not in html.split("<section", 1)[1]
 
 
+
+def test_a_request_that_never_reached_the_app_is_said_so_not_drawn():
+    document = handmade_document()
+    document["requests"].append({"method": "GET", "path": "/slow", "status": None, "disconnected": True, "events": [],
+                                 "hazards": [], "observations": {"reached_app": False}})
+    section = render_html(document).split('data-request="3"', 1)[1]
+    assert "→ no response" in section and "the request never reached the app" in section and "<svg" not in section
+
+
 # Appended by the test only: reads back from the laid-out page what each lane shows, in pixels.
 MEASURE = """<script>
 const sections = [...document.querySelectorAll("section.request-timeline")].map(section => {

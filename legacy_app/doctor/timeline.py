@@ -26,6 +26,7 @@ HAZARD_TEXT = {
     "leak_on_disconnect": "a hazard that appears only when the client disconnects",
 }
 MARKERS = (("response_start", "response start"), ("response_end", "last body message"), ("app_return", "app returned"))
+NOT_REACHED = '<p class="muted not-reached">nothing recorded: the request never reached the app</p>'
 ENDS = {"session_made": ("session_close",), "begin": ("commit", "rollback"), "checkout": ("checkin", "checkin_gc")}
 
 BASE_STYLE = """
@@ -111,7 +112,7 @@ def _request_section(number: int, request: Dict[str, Any]) -> str:
                f'→ {_e(request.get("status") or "no response")}{disconnected}</h2>')
     return (
         f'<section class="request-timeline" data-request="{number}" data-hazards="{_e(" ".join(hazards))}">'
-        f"{heading}<p>{badges}</p>{_svg(events)}"
+        f"{heading}<p>{badges}</p>{_svg(events) if events else NOT_REACHED}"
         f'<details><summary class="muted">observations</summary><table>{observations}</table></details></section>'
     )
 
