@@ -31,7 +31,7 @@ def pytest_configure(config: Any) -> None:
 
 
 def _record_test_client_requests() -> None:
-    """Wrap the app handed to TestClient's transport (httpx-based on Starlette >= 0.21, requests-based before)."""
+    """Wrap the app handed to TestClient's transport (httpx or httpx2 since Starlette 0.21, requests before)."""
     from starlette import testclient
 
     transport = getattr(testclient, "_TestClientTransport", None) or testclient._ASGIAdapter
