@@ -1,8 +1,9 @@
 """Bulk seeding straight into the database, through the package's tables.
 
 Users and items go in batches with executemany; each distinct password is hashed once.
-Re-running is idempotent: a user whose email exists is skipped, and so is an item whose owner
-already has an item with that title.
+Re-running is idempotent: a user whose email exists (in any of its forms: its canonical form is
+compared, as registration does) is skipped, and so is an item whose owner already has an item
+with that title.
 """
 import time
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ from argon2 import PasswordHasher
 from sqlalchemy import and_, insert, select
 from sqlalchemy.engine import Connection, Engine
 
+from ..emails import canonical_email
 from ..models import Item, User
 from .progress import Progress
 from .records import SeedUser
@@ -52,15 +54,18 @@ def seed(engine: Engine, users: Iterable[SeedUser], total: int, hasher: Password
 
 
 def _seed_batch(connection: Connection, batch: List[SeedUser], hashes: Dict[str, str], result: BulkResult) -> None:
-    emails = [user.email for user in batch]
-    ids = _ids_by_email(connection, emails)
-    new_users: Dict[str, Dict[str, object]] = {}  # by email: a file may repeat a user
+    forms = {user.email: canonical_email(user.email) for user in batch}
+    ids = _ids_by_canonical_email(connection, list(forms.values()))
+    new_users: Dict[str, Dict[str, object]] = {}  # by canonical form: a file may repeat a user
     for user in batch:
-        if user.email not in ids and user.email not in new_users:
-            new_users[user.email] = {"email": user.email, "hashed_password": hashes[user.password], "is_active": True}
+        form = forms[user.email]
+        if form not in ids and form not in new_users:
+            new_users[form] = {
+                "email": user.email, "email_canonical": form, "hashed_password": hashes[user.password], "is_active": True
+            }
     if new_users:
         connection.execute(insert(User.__table__), list(new_users.values()))
-        ids = _ids_by_email(connection, emails)
+        ids = _ids_by_canonical_email(connection, list(forms.values()))
     result.users_created += len(new_users)
     result.users_skipped += len(batch) - len(new_users)
 
@@ -74,7 +79,7 @@ def _seed_batch(connection: Connection, batch: List[SeedUser], hashes: Dict[str,
     )
     new_items = []
     for user in batch:
-        owner_id = ids[user.email]
+        owner_id = ids[forms[user.email]]
         for item in user.items:
             key: Tuple[int, str] = (owner_id, item.title)
             if key in existing:
@@ -87,11 +92,12 @@ def _seed_batch(connection: Connection, batch: List[SeedUser], hashes: Dict[str,
     result.items_created += len(new_items)
 
 
-def _ids_by_email(connection: Connection, emails: Sequence[str]) -> Dict[str, int]:
+def _ids_by_canonical_email(connection: Connection, forms: Sequence[str]) -> Dict[str, int]:
     ids: Dict[str, int] = {}
-    for start in range(0, len(emails), 1000):  # stay far below every driver's parameter limit
-        chunk = emails[start : start + 1000]
-        ids.update((email, id_) for id_, email in connection.execute(select(User.id, User.email).where(User.email.in_(chunk))))
+    for start in range(0, len(forms), 1000):  # stay far below every driver's parameter limit
+        chunk = forms[start : start + 1000]
+        statement = select(User.id, User.email_canonical).where(User.email_canonical.in_(chunk))
+        ids.update((form, id_) for id_, form in connection.execute(statement))
     return ids
 
 
