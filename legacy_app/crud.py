@@ -22,6 +22,7 @@ from sqlalchemy.engine import Result
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload, selectinload
 from sqlalchemy.sql import Executable
+from sqlalchemy.sql.expression import ColumnElement
 
 from . import models, schemas
 from .config import Settings
@@ -47,7 +48,7 @@ class ItemLimitReached(Exception):
         self.limit = limit
 
 
-def _is_email(email: str):  # type: ignore[no-untyped-def]
+def _is_email(email: str) -> ColumnElement:
     """The condition matching the account of `email`, written in any of its forms."""
     return models.User.email_canonical == canonical_email(schemas.registration_email(email))
 

@@ -6,6 +6,7 @@ import sys
 from urllib.parse import quote
 
 import pytest
+import requests
 from alembic.util import CommandError
 from fastapi.testclient import TestClient
 from sqlalchemy import inspect, text
@@ -13,13 +14,15 @@ from sqlalchemy.exc import IntegrityError
 
 from legacy_app import migrate
 from legacy_app.config import Settings
+from legacy_app.database import create_engine_from
 from legacy_app.emails import canonical_email
 from legacy_app.main import create_app
 from legacy_app.seeding.bulk import seed as bulk_seed
 from legacy_app.seeding.records import SeedUser
 
-from .conftest import CHEAP_HASHER, FAST_HASHING
+from .conftest import CHEAP_HASHER, FAST_HASHING, env_for_hashing
 from .live_server import REPO_ROOT
+from .test_seeding import seed_over_http
 
 # Each pair is one address to a person: the second registration must be refused.
 ONE_ADDRESS = [
@@ -128,8 +131,6 @@ def test_an_address_registration_refuses_is_still_looked_up_not_refused(api):
 
 
 def test_bulk_seeding_compares_canonical_forms(database_url):
-    from legacy_app.database import create_engine_from
-
     engine = create_engine_from(Settings(database_url=database_url))
     migrate.upgrade(engine)
     try:
@@ -216,8 +217,6 @@ def test_revision_0003_refuses_colliding_accounts_naming_them_and_changes_nothin
 
 def test_db_upgrade_reports_colliding_accounts_in_one_line_and_exits_1(tmp_path):
     url = f"sqlite:///{tmp_path / 'old.db'}"
-    from legacy_app.database import create_engine_from
-
     engine = create_engine_from(Settings(database_url=url))
     migrate.upgrade(engine, "0002")
     insert_users(engine, "oﬀice@example.com", "office@example.com")
@@ -228,4 +227,13 @@ def test_db_upgrade_reports_colliding_accounts_in_one_line_and_exits_1(tmp_path)
     assert result.stderr.startswith("legacy_app db: revision 0003 refused, nothing changed: 1 group(s)")
     assert "user id: 1, 2" in result.stderr and "then run db upgrade again" in result.stderr
     assert "Traceback" not in result.stderr and result.stderr.strip().count("\n") == 0
-    json.dumps(result.stderr)  # printable as it is
+
+
+def test_the_http_seeder_finds_an_account_registered_in_another_spelling(live_server_factory, tmp_path):
+    server = live_server_factory(DATABASE_URL=f"sqlite:///{tmp_path / 'seeded.db'}", **env_for_hashing())
+    assert requests.post(f"{server.url}/users/", json={"email": "Straße@faß.de", "password": "pw"}, timeout=30).status_code == 200
+    records = tmp_path / "users.json"
+    records.write_text(json.dumps([{"email": "STRASSE@xn--fa-hia.de", "password": "pw", "items": [{"title": "kept"}]}]))
+    result = seed_over_http("--url", server.url, "--file", str(records))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "users: 0 created, 1 skipped, 0 failed; items: 1 created, 0 skipped, 0 failed" in result.stdout

@@ -1,6 +1,8 @@
 """MAX_ITEMS_PER_USER: a user holds at most that many items (409 beyond, nothing stored), also when
 creations race; so GET /users/{id}, which returns a user with all its items, has a largest size."""
 import json
+import subprocess
+import sys
 import threading
 from typing import List
 
@@ -14,9 +16,12 @@ from legacy_app.database import create_engine_from
 from legacy_app.main import create_app
 from legacy_app.models import DESCRIPTION_MAX_LENGTH, TITLE_MAX_LENGTH
 from legacy_app.routers.params import INT32_MAX, MAX_PAGE
+from legacy_app.seeding.bulk import seed
+from legacy_app.seeding.records import generated
 from legacy_app.sessions import make_session_factory
 
-from .conftest import FAST_HASHING, count_rows
+from .conftest import CHEAP_HASHER, FAST_HASHING, count_rows, env_for_hashing
+from .live_server import REPO_ROOT
 
 
 def app_with(database_url: str, **settings):
@@ -156,3 +161,26 @@ def test_a_page_of_users_is_at_most_a_full_page_of_the_largest_users(database_ur
         assert reply.status_code == 200 and len(reply.json()) == MAX_PAGE
         assert len(reply.content) == json_bytes(users) == 2 + MAX_PAGE * json_bytes(users[0]) + (MAX_PAGE - 1)
     app.state.engine.dispose()
+
+
+def test_bulk_seeding_stores_no_item_beyond_the_bound_and_says_so(database_url):
+    engine = create_engine_from(Settings(database_url=database_url))
+    migrate.upgrade(engine)
+    try:
+        first = seed(engine, generated(2, 3, "pw"), 2, CHEAP_HASHER, max_items=4)
+        assert (first.items_created, first.items_over_limit) == (6, 0) and "over" not in first.summary()
+        again = seed(engine, generated(2, 6, "pw"), 2, CHEAP_HASHER, max_items=4)
+        assert (again.items_created, again.items_skipped, again.items_over_limit) == (2, 6, 4)
+        assert "4 over MAX_ITEMS_PER_USER (not stored)" in again.summary()
+    finally:
+        engine.dispose()
+    assert count_rows(database_url, "items") == 8
+
+
+def test_the_seed_command_exits_1_when_items_were_over_the_bound(tmp_path):
+    env = {"DATABASE_URL": f"sqlite:///{tmp_path / 'seed.db'}", "MAX_ITEMS_PER_USER": "2", "PATH": "/usr/bin:/bin",
+           **env_for_hashing()}
+    result = subprocess.run([sys.executable, "-m", "legacy_app", "seed", "--users", "1", "--items-per-user", "3"],
+                            cwd=str(REPO_ROOT), env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert "items: 2 created, 0 skipped, 1 over MAX_ITEMS_PER_USER (not stored)" in result.stdout

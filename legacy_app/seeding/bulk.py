@@ -3,11 +3,12 @@
 Users and items go in batches with executemany; each distinct password is hashed once.
 Re-running is idempotent: a user whose email exists (in any of its forms: its canonical form is
 compared, as registration does) is skipped, and so is an item whose owner already has an item
-with that title.
+with that title. Items beyond MAX_ITEMS_PER_USER are not stored, and counted, as the API refuses them.
 """
 import time
 from dataclasses import dataclass
-from typing import Dict, Iterable, Iterator, List, Sequence, Tuple
+from collections import Counter
+from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from argon2 import PasswordHasher
 from sqlalchemy import and_, insert, select
@@ -27,17 +28,24 @@ class BulkResult:
     users_skipped: int = 0
     items_created: int = 0
     items_skipped: int = 0
+    items_over_limit: int = 0
     seconds: float = 0.0
 
     def summary(self) -> str:
+        over = f", {self.items_over_limit} over MAX_ITEMS_PER_USER (not stored)" if self.items_over_limit else ""
         return (
             f"users: {self.users_created} created, {self.users_skipped} skipped; "
-            f"items: {self.items_created} created, {self.items_skipped} skipped; {self.seconds:.1f} s"
+            f"items: {self.items_created} created, {self.items_skipped} skipped{over}; {self.seconds:.1f} s"
         )
 
 
-def seed(engine: Engine, users: Iterable[SeedUser], total: int, hasher: PasswordHasher) -> BulkResult:
-    """Progress goes to stderr: a bar on a terminal, else a line every few seconds."""
+def seed(
+    engine: Engine, users: Iterable[SeedUser], total: int, hasher: PasswordHasher, max_items: Optional[int] = None
+) -> BulkResult:
+    """Progress goes to stderr: a bar on a terminal, else a line every few seconds.
+
+    `max_items`: the most items a user may hold (MAX_ITEMS_PER_USER); None, no bound.
+    """
     result = BulkResult()
     started = time.perf_counter()
     hashes: Dict[str, str] = {}
@@ -47,13 +55,15 @@ def seed(engine: Engine, users: Iterable[SeedUser], total: int, hasher: Password
                 if user.password not in hashes:
                     hashes[user.password] = hasher.hash(user.password)
             with engine.begin() as connection:
-                _seed_batch(connection, batch, hashes, result)
+                _seed_batch(connection, batch, hashes, result, max_items)
             progress.update(len(batch))
     result.seconds = time.perf_counter() - started
     return result
 
 
-def _seed_batch(connection: Connection, batch: List[SeedUser], hashes: Dict[str, str], result: BulkResult) -> None:
+def _seed_batch(
+    connection: Connection, batch: List[SeedUser], hashes: Dict[str, str], result: BulkResult, max_items: Optional[int]
+) -> None:
     forms = {user.email: canonical_email(user.email) for user in batch}
     ids = _ids_by_canonical_email(connection, list(forms.values()))
     new_users: Dict[str, Dict[str, object]] = {}  # by canonical form: a file may repeat a user
@@ -77,6 +87,7 @@ def _seed_batch(connection: Connection, batch: List[SeedUser], hashes: Dict[str,
             )
         ).all()
     )
+    held = Counter(owner_id for owner_id, _ in existing)
     new_items = []
     for user in batch:
         owner_id = ids[forms[user.email]]
@@ -85,6 +96,10 @@ def _seed_batch(connection: Connection, batch: List[SeedUser], hashes: Dict[str,
             if key in existing:
                 result.items_skipped += 1
                 continue
+            if max_items is not None and held[owner_id] >= max_items:
+                result.items_over_limit += 1
+                continue
+            held[owner_id] += 1
             existing.add(key)
             new_items.append({"owner_id": owner_id, "title": item.title, "description": item.description})
     if new_items:
