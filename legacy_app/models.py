@@ -4,8 +4,11 @@ Column(...) style runs on SQLAlchemy 1.4 and 2.x alike. Differences from the tut
 string lengths (MariaDB needs them; they also bound the input), and no index on
 `description` (a 2,000-character key exceeds MariaDB's index limit and no query uses it).
 """
+from typing import Optional
+
 from sqlalchemy import Boolean, Column, ForeignKey, Integer, String
 from sqlalchemy.dialects import mysql
+from sqlalchemy.engine.default import DefaultExecutionContext
 from sqlalchemy.orm import relationship
 
 from .database import Base
@@ -24,7 +27,7 @@ CANONICAL_EMAIL_TYPE = String(CANONICAL_MAX_LENGTH).with_variant(
 )
 
 
-def _canonical_of_email(context) -> object:
+def _canonical_of_email(context: DefaultExecutionContext) -> Optional[str]:
     """Every insert of a user, through the ORM or the table, stores the canonical form of its email."""
     email = context.get_current_parameters().get("email")
     return None if email is None else canonical_email(email)

@@ -28,8 +28,8 @@ def app_with(database_url: str, **settings):
     return create_app(Settings(database_url=database_url, **FAST_HASHING, **settings))
 
 
-def test_an_item_beyond_the_bound_is_409_and_stores_nothing(database_url):
-    app = app_with(database_url, max_items_per_user=3)
+def test_an_item_beyond_the_bound_is_409_and_stores_nothing(settings, database_url):
+    app = create_app(settings.with_overrides(max_items_per_user=3))  # under each session strategy
     with TestClient(app) as client:
         full = client.post("/users/", json={"email": "full@example.com", "password": "pw"}).json()["id"]
         other = client.post("/users/", json={"email": "other@example.com", "password": "pw"}).json()["id"]
