@@ -237,3 +237,20 @@ def test_the_http_seeder_finds_an_account_registered_in_another_spelling(live_se
     result = seed_over_http("--url", server.url, "--file", str(records))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "users: 0 created, 1 skipped, 0 failed; items: 1 created, 0 skipped, 0 failed" in result.stdout
+
+
+def test_an_address_too_long_once_normalised_is_a_422_and_stores_nothing(api):
+    expands = "\ufdfa" * 20 + "@example.com"  # one character that NFKC writes as 18
+    assert len(expands) < 254 and len(canonical_email(expands)) > 255
+    refused = register(api, expands)
+    assert refused.status_code == 422 and "once normalised" in refused.text and "pw" not in refused.text
+    assert api.get("/users/").json() == []
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_revision_0003_refuses_a_stored_email_too_long_once_normalised(empty_engine):
+    migrate.upgrade(empty_engine, "0002")
+    insert_users(empty_engine, "\ufdfa" * 20 + "@example.com")
+    with pytest.raises(CommandError, match=r"longer than 255 characters once normalised, user ids: 1 \(shorten them\)"):
+        migrate.upgrade(empty_engine)
+    assert migrate.current_revision(empty_engine) == "0002"
