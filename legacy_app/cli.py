@@ -204,11 +204,11 @@ def seed(args: argparse.Namespace) -> int:
     engine = create_engine_from(settings)
     try:
         migrate.upgrade(engine)
-        result = bulk.seed(engine, users, total, make_password_hasher(settings))
+        result = bulk.seed(engine, users, total, make_password_hasher(settings), settings.max_items_per_user)
     finally:
         engine.dispose()
     print(f"{engine.url.render_as_string(hide_password=True)}: {result.summary()}")
-    return 0
+    return 1 if result.items_over_limit else 0  # rows not stored, as seeding over HTTP counts a 409
 
 
 def compare(args: argparse.Namespace) -> int:

@@ -44,6 +44,8 @@ class Settings:
     argon2_parallelism: int = 4
     migrate_on_start: bool = True
     max_body_bytes: int = 64 * 1024  # the largest valid request is about 10 KB
+    # Bounds GET /users/{id} (a user comes with all its items): README, "The largest responses".
+    max_items_per_user: int = 1000
     # psycopg 3 prepares a statement run 5 times on a connection; PgBouncer < 1.21 in transaction
     # mode hands the next transaction another server connection, where it does not exist.
     prepared_statements: bool = True
@@ -77,6 +79,7 @@ class Settings:
         )
         _require(self.argon2_parallelism >= 1, "ARGON2_PARALLELISM", "an integer >= 1", self.argon2_parallelism)
         _require(self.max_body_bytes >= 1024, "MAX_BODY_BYTES", "an integer >= 1024", self.max_body_bytes)
+        _require(self.max_items_per_user >= 1, "MAX_ITEMS_PER_USER", "an integer >= 1", self.max_items_per_user)
         _require(self.log_level in LOG_LEVELS, "LOG_LEVEL", f"one of {', '.join(LOG_LEVELS)}", self.log_level)
         _require(self.log_format in LOG_FORMATS, "LOG_FORMAT", f"one of {', '.join(LOG_FORMATS)}", self.log_format)
         _require(
@@ -123,6 +126,7 @@ ENV_NAMES = {
     "metrics": "METRICS",
     "idle_in_transaction_timeout": "DB_IDLE_IN_TRANSACTION_TIMEOUT",
     "otlp_endpoint": "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "max_items_per_user": "MAX_ITEMS_PER_USER",
 }
 
 

@@ -12,5 +12,10 @@ async def get_password_hasher(request: Request) -> PasswordHasher:
     return request.app.state.password_hasher
 
 
+async def get_max_items_per_user(request: Request) -> int:
+    return request.app.state.settings.max_items_per_user
+
+
 DbSession = Depends(get_db)
 Hasher = Depends(get_password_hasher)
+MaxItemsPerUser = Depends(get_max_items_per_user)

@@ -25,6 +25,7 @@ VERSION_TABLE = "alembic_version"
 ADOPTION_MARKERS: Dict[str, FrozenSet[str]] = {
     "0001": frozenset({"table users", "table items"}),
     "0002": frozenset({"index items.ix_items_owner_id"}),
+    "0003": frozenset({"index users.ix_users_email_canonical"}),
 }
 
 

@@ -7,9 +7,10 @@ address today's validator rejects) is still served, not a 500.
 """
 from typing import List, Optional
 
-from pydantic import BaseModel, EmailStr, Field, StrictStr
+from pydantic import BaseModel, EmailStr, Field, StrictStr, ValidationError
 
 from .compat import NULLABLE, OrmModel, field_validator, schema_only
+from .emails import CANONICAL_MAX_LENGTH, canonical_email
 from .models import DESCRIPTION_MAX_LENGTH, TITLE_MAX_LENGTH
 
 PASSWORD_MAX_LENGTH = 1024  # argon2 takes any length; this bounds the work one request can ask for
@@ -71,12 +72,26 @@ class UserCreate(UserBase):
 
     @field_validator("email")
     def _email_is_case_insensitive(cls, value: str) -> str:
-        # Stored lower-cased: the unique index then compares addresses case-insensitively.
-        return value.lower()
+        # Displayed as typed, lower-cased (as this service always stored it); its canonical form
+        # (emails.py) is what uniqueness compares, and must fit its column.
+        value = value.lower()
+        if len(canonical_email(value)) > CANONICAL_MAX_LENGTH:
+            raise ValueError(f"is longer than {CANONICAL_MAX_LENGTH} characters once normalised")
+        return value
 
     @field_validator("password")
     def _password_is_encodable(cls, value: str) -> str:
         return _encodable(value)  # type: ignore[return-value]
+
+
+def registration_email(raw: str) -> str:
+    """`raw` as registration would store it (`Kate <k@example.com>` is `k@example.com`, spaces and
+    a punycode domain are normalised), or stripped when registration would refuse it: a lookup of
+    such an address still finds a row an older app stored."""
+    try:
+        return str(UserCreate(email=raw, password="-").email)
+    except ValidationError:
+        return raw.strip()
 
 
 class User(UserBase, OrmModel):

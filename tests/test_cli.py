@@ -140,7 +140,7 @@ def test_every_help_shows_the_defaults(capsys):
 @pytest.mark.parametrize("action", ["upgrade", "downgrade", "stamp"])
 def test_db_help_lists_the_revisions_it_accepts(capsys, action):
     accepted = f"head, base, or one of this code's revisions: {', '.join(migrate.revisions())}"
-    assert migrate.revisions() == ["0001", "0002"]
+    assert migrate.revisions() == ["0001", "0002", "0003"]
     assert accepted in help_text(capsys, "db", action)
     assert accepted in help_text(capsys, "db")
 
@@ -179,19 +179,19 @@ def restored_database_url(database_url):
 def test_db_current_says_whether_the_database_is_at_head(capsys, monkeypatch, restored_database_url):
     url = restored_database_url
     db(capsys, monkeypatch, url, "upgrade")
-    assert db(capsys, monkeypatch, url, "current") == "0002 (head)"
+    assert db(capsys, monkeypatch, url, "current") == "0003 (head)"
     db(capsys, monkeypatch, url, "downgrade", "0001")
-    assert db(capsys, monkeypatch, url, "current") == "0001 (behind head 0002: run db upgrade)"
+    assert db(capsys, monkeypatch, url, "current") == "0001 (behind head 0003: run db upgrade)"
     db(capsys, monkeypatch, url, "downgrade", "base")
-    assert db(capsys, monkeypatch, url, "current") == "none (no migration applied; head is 0002: run db upgrade)"
+    assert db(capsys, monkeypatch, url, "current") == "none (no migration applied; head is 0003: run db upgrade)"
     db(capsys, monkeypatch, url, "upgrade")
     engine = create_engine_from(Settings(database_url=url))
     try:
         with engine.begin() as connection:  # as a newer release would leave it
-            connection.execute(text("UPDATE alembic_version SET version_num = '0003'"))
+            connection.execute(text("UPDATE alembic_version SET version_num = '0004'"))
     finally:
         engine.dispose()
-    assert db(capsys, monkeypatch, url, "current") == "0003 (unknown to this code, whose head is 0002: migrated by newer code?)"
+    assert db(capsys, monkeypatch, url, "current") == "0004 (unknown to this code, whose head is 0003: migrated by newer code?)"
 
 
 # --- db revision -----------------------------------------------------------------------------------
@@ -211,13 +211,13 @@ def migrations_copy(tmp_path, monkeypatch) -> Path:
 def test_db_revision_writes_the_next_numbered_migration_into_the_migrations_folder(capsys, monkeypatch, migrations_copy):
     monkeypatch.delenv("DATABASE_URL", raising=False)  # an empty migration needs no database
     assert cli.main(["db", "revision", "-m", "Add a nickname to users"]) == 0
-    written = migrations_copy / "versions" / "0003_add_a_nickname_to_users.py"
+    written = migrations_copy / "versions" / "0004_add_a_nickname_to_users.py"
     assert capsys.readouterr().out.startswith(f"wrote {written}: review it, add what it creates to ADOPTION_MARKERS")
     source = written.read_text()
-    assert "revision = '0003'" in source and "down_revision = '0002'" in source
+    assert "revision = '0004'" in source and "down_revision = '0003'" in source
     assert "Add a nickname to users" in source
-    assert migrate.revisions() == ["0001", "0002", "0003"]
-    assert migrate.next_revision_id() == "0004"
+    assert migrate.revisions() == ["0001", "0002", "0003", "0004"]
+    assert migrate.next_revision_id() == "0005"
 
 
 def test_db_revision_autogenerate_writes_what_the_database_lacks(capsys, monkeypatch, migrations_copy, tmp_path):
@@ -231,7 +231,7 @@ def test_db_revision_autogenerate_writes_what_the_database_lacks(capsys, monkeyp
         engine.dispose()
     monkeypatch.setenv("DATABASE_URL", url)
     assert cli.main(["db", "revision", "-m", "restore the owner index", "--autogenerate"]) == 0
-    source = (migrations_copy / "versions" / "0003_restore_the_owner_index.py").read_text()
+    source = (migrations_copy / "versions" / "0004_restore_the_owner_index.py").read_text()
     assert "create_index" in source and "ix_items_owner_id" in source
 
 
@@ -246,4 +246,4 @@ def test_db_revision_autogenerate_refuses_a_database_behind_head_in_one_line(tmp
     assert cli.main(["db", "revision", "-m", "too early", "--autogenerate"]) == 1
     error = capsys.readouterr().err
     assert error.startswith("legacy_app db: ") and "not up to date" in error and error.count("\n") == 1
-    assert not list((migrations_copy / "versions").glob("0003_*"))
+    assert not list((migrations_copy / "versions").glob("0004_*"))

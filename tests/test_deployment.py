@@ -115,7 +115,7 @@ def test_serve_with_two_workers_migrates_once_in_the_parent_and_not_in_the_worke
         assert requests.get(f"{server.url}/users/", timeout=30).status_code == 200
     log = server.log()
     assert log.count("schema upgraded on start") == 1, log
-    assert "legacy_app: schema upgraded on start: now 0002 (head), was none" in log  # serve's own line
+    assert "legacy_app: schema upgraded on start: now 0003 (head), was none" in log  # serve's own line
 
 
 def test_the_app_that_migrates_at_start_up_logs_it(tmp_path, caplog):
@@ -129,7 +129,7 @@ def test_the_app_that_migrates_at_start_up_logs_it(tmp_path, caplog):
     with TestClient(app):
         pass
     app.state.engine.dispose()
-    assert "schema upgraded on start: now 0002 (head), was none" in [record.getMessage() for record in caplog.records]
+    assert "schema upgraded on start: now 0003 (head), was none" in [record.getMessage() for record in caplog.records]
 
 
 # --- fork safety ----------------------------------------------------------------------------------

@@ -17,10 +17,12 @@ from .live_server import REPO_ROOT
 
 
 def test_migrations_build_exactly_the_models_and_downgrade_cleanly(empty_engine):
-    assert migrate.head_revision() == "0002"
+    assert migrate.head_revision() == "0003"
     assert migrate.upgrade(empty_engine) is None
     assert migrate.current_revision(empty_engine) == migrate.head_revision()
     assert migrate.drift(empty_engine) == []
+    migrate.downgrade(empty_engine, "0002")
+    assert "email_canonical" not in {column["name"] for column in inspect(empty_engine).get_columns("users")}
     migrate.downgrade(empty_engine, "0001")
     assert "ix_items_owner_id" not in {index["name"] for index in inspect(empty_engine).get_indexes("items")}
     migrate.downgrade(empty_engine, "base")
@@ -76,14 +78,16 @@ def test_adoption_stops_before_the_first_revision_whose_objects_are_missing():
     tables = {"table users", "table items"}
     assert migrate.newest_revision_held(set()) == (None, "0001")
     assert migrate.newest_revision_held(tables) == ("0001", "0002")
-    assert migrate.newest_revision_held(tables | {"index items.ix_items_owner_id"}) == ("0002", None)
+    assert migrate.newest_revision_held(tables | {"index items.ix_items_owner_id"}) == ("0002", "0003")
+    everything = tables | {"index items.ix_items_owner_id", "index users.ix_users_email_canonical"}
+    assert migrate.newest_revision_held(everything) == ("0003", None)
     assert migrate.newest_revision_held({"table items", "index items.ix_items_owner_id"}) == (None, "0001")
 
 
 def test_create_all_of_the_current_models_is_stamped_at_head_and_needs_no_migration(empty_engine):
     Base.metadata.create_all(empty_engine)
     note = migrate.upgrade(empty_engine)
-    assert "stamped revision 0002" in note and "index items.ix_items_owner_id (0002)" in note
+    assert "stamped revision 0003" in note and "index users.ix_users_email_canonical (0003)" in note
     assert migrate.current_revision(empty_engine) == migrate.head_revision()
     assert migrate.drift(empty_engine) == []
     assert migrate.upgrade(empty_engine) is None  # versioned now: nothing to adopt, nothing to run
@@ -141,7 +145,7 @@ def test_the_db_command(tmp_path):
     missing = db("current")  # never creates the database it reports on
     assert missing.returncode == 1 and "no database at" in missing.stderr
     assert db("upgrade").returncode == 0
-    assert "0002" in db("current").stdout
+    assert "0003" in db("current").stdout
     check = db("check")
     assert check.returncode == 0 and "models and migrations match" in check.stdout
     assert db("downgrade", "base").returncode == 0

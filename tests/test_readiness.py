@@ -26,7 +26,7 @@ def test_ready_is_503_naming_the_revisions_while_the_schema_is_behind_and_200_on
     migrate.upgrade(empty_engine, "0001")
     response = unmigrated_client.get("/health/ready")
     assert response.status_code == 503
-    assert response.json() == {"detail": "Database schema at 0001, the code needs 0002: run db upgrade"}
+    assert response.json() == {"detail": "Database schema at 0001, the code needs 0003: run db upgrade"}
     assert "retry-after" not in response.headers  # waiting will not fix it
     migrate.upgrade(empty_engine)
     response = unmigrated_client.get("/health/ready")  # checked on every call, not once at start-up
@@ -36,7 +36,7 @@ def test_ready_is_503_naming_the_revisions_while_the_schema_is_behind_and_200_on
 def test_ready_is_503_on_a_database_no_migration_ran_on(unmigrated_client):
     response = unmigrated_client.get("/health/ready")
     assert response.status_code == 503
-    assert response.json() == {"detail": "Database schema has no migration applied, the code needs 0002: run db upgrade"}
+    assert response.json() == {"detail": "Database schema has no migration applied, the code needs 0003: run db upgrade"}
 
 
 def test_ready_accepts_a_schema_newer_code_migrated(empty_engine, unmigrated_client):

@@ -17,6 +17,6 @@ EmailFilter = Query(
     None,
     min_length=1,
     max_length=320,
-    description="Only the user with this email (any case).",
+    description="Only the user with this email, in any of its forms (case, width, `Name <address>`, punycode domain).",
     **query_pattern(NO_NUL),  # PostgreSQL cannot compare text containing NUL
 )

@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from .. import crud, schemas
 from ..db_calls import run_read, run_write
-from ..deps import DbSession, Hasher
+from ..deps import DbSession, Hasher, MaxItemsPerUser
 from .params import EmailFilter, Limit, Skip, UserId
 
 router = APIRouter(prefix="/users", tags=["users"])
@@ -28,7 +28,8 @@ NOT_JSON = {415: {"description": "A body not declared as application/json"}}
     responses={400: {"description": "Email already registered, or a body that cannot be decoded"}, **NOT_JSON},
 )
 async def create_user(user: schemas.UserCreate, db: Session = DbSession, hasher: PasswordHasher = Hasher):
-    """Register a user. Emails are compared case-insensitively and stored lower-cased."""
+    """Register a user. Emails are compared in a canonical form (case, width and IDNA spellings are one
+    address) and stored as typed, lower-cased."""
     # The shared thread pool, not the SQLite threads: most of this call is hashing the password.
     db_user = await run_in_threadpool(crud.create_user, db, user, hasher=hasher)
     if db_user is None:
@@ -38,7 +39,7 @@ async def create_user(user: schemas.UserCreate, db: Session = DbSession, hasher:
 
 @router.get("/", response_model=List[schemas.User])
 async def read_users(skip: int = Skip, limit: int = Limit, email: Optional[str] = EmailFilter, db: Session = DbSession):
-    """Users with their items, ordered by id; `email` narrows the list to that address (any case)."""
+    """Users with their items, ordered by id; `email` narrows the list to that address (in any of its forms)."""
     if email is None:
         return await run_read(crud.get_users, db, skip=skip, limit=limit)
     return await run_read(crud.get_users_with_email, db, email, skip=skip, limit=limit)
@@ -55,10 +56,22 @@ async def read_user(user_id: int = UserId, db: Session = DbSession):
 @router.post(
     "/{user_id}/items/",
     response_model=schemas.Item,
-    responses={**NOT_FOUND, 400: {"description": "A body that cannot be decoded"}, **NOT_JSON},
+    responses={
+        **NOT_FOUND,
+        400: {"description": "A body that cannot be decoded"},
+        409: {"description": "The user already holds MAX_ITEMS_PER_USER items (nothing stored)"},
+        **NOT_JSON,
+    },
 )
-async def create_item_for_user(item: schemas.ItemCreate, user_id: int = UserId, db: Session = DbSession):
-    db_item = await run_write(crud.create_user_item, db, item=item, user_id=user_id)
+async def create_item_for_user(
+    item: schemas.ItemCreate, user_id: int = UserId, db: Session = DbSession, max_items: int = MaxItemsPerUser
+):
+    """Add an item to a user; a user holds at most MAX_ITEMS_PER_USER items (409 beyond)."""
+    try:
+        db_item = await run_write(crud.create_user_item, db, item=item, user_id=user_id, max_items=max_items)
+    except crud.ItemLimitReached as full:
+        # 409: the body is valid (the same item is accepted for another user); the owner's state is not.
+        raise HTTPException(status_code=409, detail=str(full)) from None
     if db_item is None:
         raise HTTPException(status_code=404, detail="User not found")
     return db_item

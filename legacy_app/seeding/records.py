@@ -13,6 +13,7 @@ from typing import Dict, Iterator, List, Optional
 from pydantic import ValidationError
 
 from ..compat import public_errors
+from ..emails import canonical_email
 from ..schemas import ItemCreate, UserCreate
 
 
@@ -80,11 +81,11 @@ def _from_csv(text: str, path: Path) -> List[SeedUser]:
     missing = {"email", "password"} - set(reader.fieldnames or [])
     if missing:
         raise SeedFileError(f"{path}: the header needs columns email,password[,title,description]; missing {sorted(missing)}")
-    by_email: Dict[str, SeedUser] = {}
+    by_email: Dict[str, SeedUser] = {}  # by canonical form: `Kate@` and `kate@` rows are one user
     for line, row in enumerate(reader, start=2):
         where = f"{path}: line {line}"
         user = _valid_user(row.get("email"), row.get("password"), where)
-        user = by_email.setdefault(user.email, user)
+        user = by_email.setdefault(canonical_email(user.email), user)
         title = (row.get("title") or "").strip()
         if title:
             user.items.append(_valid_item(title, row.get("description") or None, where))

@@ -298,6 +298,7 @@ def _wait_until_read(port: int, unanswered: Callable[[], int], timeout: float) -
 
 
 def all_drills(urls: List[str], log_dir: Optional[Path] = None) -> Iterator[DrillResult]:
+    from .lists import list_drills  # not at the top: lists imports this module
     with tempfile.TemporaryDirectory(prefix="legacy_app_drills_") as scratch:
         logs = log_dir or Path(scratch)
         for url in urls:
@@ -306,3 +307,4 @@ def all_drills(urls: List[str], log_dir: Optional[Path] = None) -> Iterator[Dril
                 yield outage(url, logs)
             yield kill_during_writes(url, logs)
             yield sigterm_in_flight(url, logs)
+            yield from list_drills(url, logs)
