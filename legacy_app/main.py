@@ -14,6 +14,7 @@ from sqlalchemy.engine import Engine
 
 from . import compat, database, db_metrics, migrate
 from .config import ConfigError, Settings
+from .connections import log_accept_errors_once_per_interval
 from .database import create_engine_from
 from .errors import COMMON_RESPONSES, install_error_handlers
 from .http_edges import RequestEdges
@@ -53,6 +54,7 @@ def create_app(
         session_factory = db_metrics.measure_sessions(session_factory, metrics)
 
     def startup() -> None:
+        log_accept_errors_once_per_interval()  # not a traceback per failed accept() (README: Connections)
         if settings.migrate_on_start:  # `serve` migrates before its workers start, and turns this off
             note, done = migrate.upgrade_on_start(engine)
             if note:
