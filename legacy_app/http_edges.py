@@ -1,6 +1,6 @@
 """Where HTTP's edges meet the routes: ambiguous framing refused, HEAD answered as GET, no slash redirects."""
 import re
-from typing import Any, Optional, Pattern
+from typing import Any, Callable, Optional, Pattern
 
 from starlette.responses import JSONResponse
 
@@ -24,7 +24,7 @@ class RequestEdges:
 
     def __init__(self, app: Any) -> None:
         self.app = app
-        self._without_slash: Optional[Pattern[str]] = None  # the slash-ended routes' paths, minus the slash
+        self._match_without_slash: Optional[Callable[[str], Any]] = None  # slash-ended routes' paths, minus it
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http":
@@ -36,19 +36,24 @@ class RequestEdges:
             if scope["method"] == "HEAD":
                 scope = {**scope, "method": "GET"}
             path = scope["path"]
-            if not path.endswith("/") and self._route_wants_slash(scope["app"], path):
-                scope = {**scope, "path": path + "/"}
+            if path[-1:] != "/":
+                # Compiled at the first request: every router is included by then.
+                match = self._match_without_slash or self._compile(scope["app"])
+                if match(path) is not None:
+                    scope = {**scope, "path": path + "/"}
         await self.app(scope, receive, send)
 
-    def _route_wants_slash(self, app: Any, path: str) -> bool:
-        if self._without_slash is None:  # at the first request: every router is included by then
-            self._without_slash = _slash_ended_paths_without_slash(app)
-        return self._without_slash.match(path) is not None
+    def _compile(self, app: Any) -> Callable[[str], Any]:
+        self._match_without_slash = _slash_ended_paths_without_slash(app).match
+        return self._match_without_slash
 
 
 def _has_both_lengths(headers: Any) -> bool:
-    names = {name for name, _ in headers}
-    return b"transfer-encoding" in names and b"content-length" in names
+    # On every request: a loop that usually finds no Transfer-Encoding costs half of building a set.
+    for name, _ in headers:
+        if name == b"transfer-encoding":
+            return any(other == b"content-length" for other, _ in headers)
+    return False
 
 
 def _slash_ended_paths_without_slash(app: Any) -> Pattern[str]:
