@@ -41,13 +41,19 @@ def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from . import migrate
+    from .connections import default_max_connections, raise_file_limit
     from .database import create_engine_from, is_memory_sqlite
+    from .header_timeout import HeaderTimeoutProtocol
     from .metrics import multiprocess_directory
     from .request_log import logging_config
 
     host, port = _listen_address(args)
     _check_can_listen(host, port)  # before the database is touched: a second server migrates nothing
     settings = Settings.from_env()
+    file_limit = raise_file_limit()  # inherited by the workers
+    max_connections = settings.max_connections or default_max_connections(
+        file_limit, settings.pool_size, settings.max_overflow
+    )
     if args.workers > 1 and is_memory_sqlite(settings.database_url):
         raise ConfigError("an in-memory SQLite database cannot be shared by several workers; use a file")
     engine = create_engine_from(settings)
@@ -63,6 +69,8 @@ def serve(args: argparse.Namespace) -> int:
     # with one worker), must not run it again. The workers inherit this environment.
     os.environ["MIGRATE_ON_START"] = "false"
     log_level = args.log_level or settings.log_level
+    _say(settings, "INFO", f"file limit {file_limit}; at most {max_connections} connections per worker "
+         f"(MAX_CONNECTIONS); request heads within {settings.header_timeout:g} s (HEADER_TIMEOUT)")
     signal.signal(signal.SIGTERM, lambda *_: None)  # replaced by uvicorn while serving, restored after
     # Under several workers, a scrape of any one reports the sum over all (README: Observability).
     with multiprocess_directory(args.workers if settings.metrics else 1):
@@ -70,6 +78,8 @@ def serve(args: argparse.Namespace) -> int:
             "legacy_app.main:app", host=host, port=port, workers=args.workers,
             log_level=log_level, log_config=logging_config(log_level, settings.log_format),
             access_log=False,  # legacy_app.request logs each request, with its id
+            limit_concurrency=max_connections,  # per worker: beyond it uvicorn answers 503 at once
+            http=HeaderTimeoutProtocol,  # closes connections slower than HEADER_TIMEOUT to send their head
         )
     return 0
 

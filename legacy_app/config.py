@@ -57,6 +57,11 @@ class Settings:
     idle_in_transaction_timeout: float = 60.0
     # OpenTelemetry's standard variable: set, the service exports traces there (the `otel` extra).
     otlp_endpoint: str = ""
+    # Connections one `serve` worker holds at most (uvicorn's limit_concurrency: beyond it, 503 at
+    # once); 0: sized from the file limit serve raises at start (legacy_app/connections.py).
+    max_connections: int = 0
+    # Seconds a connection has to send a complete request head; then `serve` closes it.
+    header_timeout: float = 10.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "log_level", self.log_level.lower())  # LOG_LEVEL=INFO is fine too
@@ -87,6 +92,8 @@ class Settings:
             "DB_IDLE_IN_TRANSACTION_TIMEOUT", f"a number of seconds from 0 (off) to {MAX_IDLE_IN_TRANSACTION_SECONDS}",
             self.idle_in_transaction_timeout,
         )
+        _require(self.max_connections >= 0, "MAX_CONNECTIONS", "an integer >= 0 (0: sized from the file limit)", self.max_connections)
+        _require(self.header_timeout > 0, "HEADER_TIMEOUT", "a number of seconds > 0", self.header_timeout)
         check_database_url(self.database_url)
 
     @classmethod
@@ -127,6 +134,8 @@ ENV_NAMES = {
     "idle_in_transaction_timeout": "DB_IDLE_IN_TRANSACTION_TIMEOUT",
     "otlp_endpoint": "OTEL_EXPORTER_OTLP_ENDPOINT",
     "max_items_per_user": "MAX_ITEMS_PER_USER",
+    "max_connections": "MAX_CONNECTIONS",
+    "header_timeout": "HEADER_TIMEOUT",
 }
 
 

@@ -11,6 +11,7 @@ from sqlalchemy.exc import DBAPIError, TimeoutError as PoolTimeout
 
 from . import compat
 from .compat import public_errors
+from .request_log import path_as_sent
 
 logger = logging.getLogger("legacy_app")
 
@@ -33,7 +34,7 @@ async def pool_timeout(request: Request, exc: PoolTimeout) -> JSONResponse:
     metrics = getattr(request.app.state, "metrics", None)
     if metrics is not None:
         metrics.pool_timeouts.inc()  # here, where the 503 is decided: one count per 503
-    logger.warning("503 for %s %s: no database connection free within the pool timeout", request.method, request.url.path)
+    logger.warning("503 for %s %s: no database connection free within the pool timeout", request.method, path_as_sent(request.scope))
     return _unavailable("Database busy, try again shortly")
 
 
@@ -43,12 +44,12 @@ async def database_unreachable(request: Request, exc: DBAPIError) -> JSONRespons
         logger.error(
             "500 for %s %s: the database lacks a table or column the code uses (%s): its schema is not "
             "migrated; run `python -m legacy_app db upgrade` (or serve with MIGRATE_ON_START=true)",
-            request.method, request.url.path, _first_line(exc),
+            request.method, path_as_sent(request.scope), _first_line(exc),
         )
         return JSONResponse(status_code=500, content={"detail": "Internal Server Error"})
     if not _is_connection_problem(exc):
         raise exc
-    logger.warning("503 for %s %s: database unreachable: %s", request.method, request.url.path, _first_line(exc))
+    logger.warning("503 for %s %s: database unreachable: %s", request.method, path_as_sent(request.scope), _first_line(exc))
     return _unavailable("Database unavailable, try again shortly")
 
 
@@ -89,10 +90,12 @@ async def method_not_allowed(request: Request, exc: Exception) -> JSONResponse:
     would announce only that route's methods (and Starlette 0.20 sends no Allow header at all).
     """
     allowed = set()
-    for route in request.app.router.routes:
+    for route in compat.leaf_routes(request.app.router):  # recent FastAPI nests included routers
         match, _ = route.matches({**request.scope, "method": "GET"})
         if match != Match.NONE and getattr(route, "methods", None):
             allowed |= set(route.methods)
+    if "GET" in allowed:
+        allowed.add("HEAD")  # answered as GET (http_edges)
     return JSONResponse(
         status_code=405, content={"detail": "Method Not Allowed"}, headers={"Allow": ", ".join(sorted(allowed))}
     )

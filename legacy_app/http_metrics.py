@@ -52,7 +52,7 @@ class HttpMetrics:
                 status = message["status"]
             await send(message)
 
-        scrape = request_line[:2] == ("GET", METRICS_PATH)
+        scrape = request_line[1] == METRICS_PATH and request_line[0] in ("GET", "HEAD")  # the server drops a HEAD's body
         try:
             if scrape:
                 await self._answer_scrape(send_noting_status)

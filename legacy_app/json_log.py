@@ -5,6 +5,7 @@ fields the text line holds (method, path, status, duration_ms, request_id) as th
 """
 import json
 import logging
+import re
 from datetime import datetime, timezone
 
 # Set by RequestLog through `extra=`: the request line's fields, beside its formatted message.
@@ -23,5 +24,13 @@ class JsonFormatter(logging.Formatter):
         entry.update(getattr(record, REQUEST_FIELDS, {}))
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        # json.dumps escapes newlines: a message cannot split the line.
-        return json.dumps(entry, ensure_ascii=False, default=str)
+        # json.dumps escapes C0 controls (newlines too) but, with ensure_ascii=False, not DEL, the C1
+        # controls or U+2028/U+2029, which end a line for splitlines() and JavaScript: escaped here.
+        return _UNESCAPED_SEPARATORS.sub(_json_escape, json.dumps(entry, ensure_ascii=False, default=str))
+
+
+_UNESCAPED_SEPARATORS = re.compile("[\x7f-\x9f\u2028\u2029]")
+
+
+def _json_escape(match: "re.Match[str]") -> str:
+    return f"\\u{ord(match.group()):04x}"

@@ -14,8 +14,10 @@ from sqlalchemy.engine import Engine
 
 from . import compat, database, db_metrics, migrate
 from .config import ConfigError, Settings
+from .connections import log_accept_errors_once_per_interval
 from .database import create_engine_from
 from .errors import COMMON_RESPONSES, install_error_handlers
+from .http_edges import RequestEdges
 from .http_protection import BodyLimitAndSecurityHeaders
 from .metrics import Metrics, install_metrics, mark_this_worker_dead
 from .request_log import install_request_logging
@@ -52,6 +54,7 @@ def create_app(
         session_factory = db_metrics.measure_sessions(session_factory, metrics)
 
     def startup() -> None:
+        log_accept_errors_once_per_interval()  # not a traceback per failed accept() (README: Connections)
         if settings.migrate_on_start:  # `serve` migrates before its workers start, and turns this off
             note, done = migrate.upgrade_on_start(engine)
             if note:
@@ -84,6 +87,8 @@ def create_app(
     app.state.password_hasher = make_password_hasher(settings)
     install_session_strategy(app, settings.session_strategy, session_factory)
     install_error_handlers(app)
+    app.router.redirect_slashes = False  # RequestEdges serves `/users` as `/users/`: a redirect would trust Host
+    app.add_middleware(RequestEdges)  # inside the body limit: its 400 gets the protective headers
     app.add_middleware(BodyLimitAndSecurityHeaders, max_body_bytes=settings.max_body_bytes)  # sees every response
     if metrics is not None:
         install_metrics(app, metrics)  # counts every response, the body limit's 413s included

@@ -39,7 +39,16 @@ class RequestLog:
             await self.app(scope, receive, send)
             return
         status: Optional[int] = None
+        client_left = False  # the client went away before the response started (mid-body, say)
         started = time.perf_counter()
+
+        async def receive_noting_disconnect() -> Dict[str, Any]:
+            nonlocal client_left
+            message = await receive()
+            if message["type"] == "http.disconnect" and status is None:
+                # The app answers what it could not read with a 400 nobody receives: not the client's error.
+                client_left = True
+            return message
 
         async def send_noting_status(message: Dict[str, Any]) -> None:
             nonlocal status
@@ -48,18 +57,23 @@ class RequestLog:
             await send(message)
 
         try:
-            await self.app(scope, receive, send_noting_status)
+            await self.app(scope, receive_noting_disconnect, send_noting_status)
         except BaseException:
             status = status or 500  # Starlette's outermost error handler answers 500
             raise
         finally:
+            if client_left:
+                status = None
             fields = {
-                "method": scope["method"], "path": _path_as_sent(scope), "status": status,  # None: client left first
+                "method": scope["method"], "path": path_as_sent(scope), "status": status,  # None: client left first
                 "duration_ms": round((time.perf_counter() - started) * 1000, 1), "request_id": correlation_id.get(),
             }
+            if client_left:
+                fields["client_disconnected"] = True
             logger.info(
-                "method=%s path=%s status=%s duration_ms=%.1f request_id=%s",
+                "method=%s path=%s status=%s duration_ms=%.1f request_id=%s%s",
                 fields["method"], fields["path"], status or "-", fields["duration_ms"], fields["request_id"],
+                " client_disconnected=true" if client_left else "",
                 extra={REQUEST_FIELDS: fields},
             )
 
@@ -92,9 +106,19 @@ def logging_config(level: str, log_format: str = "text") -> Dict[str, Any]:
     return config
 
 
-def _path_as_sent(scope: Any) -> str:
-    """The percent-encoded path: a decoded one could hold a newline (%0A) and split the log line."""
+def path_as_sent(scope: Any) -> str:
+    """The percent-encoded path, fit for one log line: a decoded one could hold a newline (%0A)."""
     raw = scope.get("raw_path")
     if raw:
-        return raw.split(b"?", 1)[0].decode("ascii", "backslashreplace")
+        return printable(raw.split(b"?", 1)[0].decode("ascii", "backslashreplace"))
     return quote(scope["path"], safe="/:@!$&'()*+,;=~")
+
+
+# C0 and C1 controls (\r, \n, \x1b...), DEL, and the separators that end a line for Python's
+# splitlines() and for JavaScript: U+0085, U+2028, U+2029.
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def printable(text: str) -> str:
+    """`text` with every control or line-separating character written as a Python escape."""
+    return _UNPRINTABLE.sub(lambda match: match.group().encode("unicode_escape").decode("ascii"), text)
