@@ -5,6 +5,7 @@
 from argon2 import PasswordHasher
 from fastapi import Depends, Request
 
+from .hashing_lane import HashingLane
 from .sessions import get_db
 
 
@@ -12,5 +13,10 @@ async def get_password_hasher(request: Request) -> PasswordHasher:
     return request.app.state.password_hasher
 
 
+async def get_hashing_lane(request: Request) -> HashingLane:
+    return request.app.state.hashing_lane
+
+
 DbSession = Depends(get_db)
 Hasher = Depends(get_password_hasher)
+HashingLaneDep = Depends(get_hashing_lane)

@@ -16,6 +16,7 @@ from . import compat, database, db_metrics, migrate
 from .config import ConfigError, Settings
 from .database import create_engine_from
 from .errors import COMMON_RESPONSES, install_error_handlers
+from .hashing_lane import make_hashing_lane
 from .http_protection import BodyLimitAndSecurityHeaders
 from .metrics import Metrics, install_metrics, mark_this_worker_dead
 from .request_log import install_request_logging
@@ -82,6 +83,7 @@ def create_app(
     app.state.settings = settings
     app.state.engine = engine
     app.state.password_hasher = make_password_hasher(settings)
+    app.state.hashing_lane = make_hashing_lane(settings)
     install_session_strategy(app, settings.session_strategy, session_factory)
     install_error_handlers(app)
     app.add_middleware(BodyLimitAndSecurityHeaders, max_body_bytes=settings.max_body_bytes)  # sees every response
