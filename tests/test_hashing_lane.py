@@ -9,7 +9,7 @@ import anyio.to_thread
 import pytest
 from fastapi.testclient import TestClient
 
-from legacy_app.config import ASGI_MIDDLEWARE, Settings
+from legacy_app.config import ASGI_MIDDLEWARE, ConfigError, Settings
 from legacy_app.hashing_lane import HASHING_MEMORY_BUDGET_KIB, lane_size
 from legacy_app.main import create_app
 
@@ -97,3 +97,9 @@ def test_lane_size_follows_the_cpus_and_the_memory_of_one_hash():
     assert lane_size(Settings(argon2_memory_kib=HASHING_MEMORY_BUDGET_KIB)) == 1
     assert lane_size(Settings(argon2_memory_kib=2 * HASHING_MEMORY_BUDGET_KIB)) == 1  # never none
     assert lane_size(Settings(hashing_threads=3)) == 3
+
+
+def test_hashing_threads_is_read_from_the_environment_and_refused_below_zero():
+    assert Settings.from_env({"HASHING_THREADS": "3"}).hashing_threads == 3
+    with pytest.raises(ConfigError, match=r"^HASHING_THREADS must be an integer >= 0 \(0: from the CPU count\); got -1$"):
+        Settings.from_env({"HASHING_THREADS": "-1"})

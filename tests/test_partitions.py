@@ -13,7 +13,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from legacy_app.config import ASGI_MIDDLEWARE, Settings
+from legacy_app.config import ASGI_MIDDLEWARE, ConfigError, Settings
 from legacy_app.connection_deadline import ANSWER_GRACE_SECONDS, PING_SECONDS
 from legacy_app.database import CONNECT_TIMEOUT_SECONDS, create_engine_from
 from legacy_app.main import create_app
@@ -171,3 +171,10 @@ def test_a_statement_whose_answer_never_comes_is_cut_after_the_statement_timeout
     finally:
         proxy.restore()
         proxy.cut()
+
+
+def test_db_statement_timeout_defaults_to_10_seconds_and_refuses_a_negative_value():
+    assert Settings.from_env({}).statement_timeout == 10.0
+    assert Settings.from_env({"DB_STATEMENT_TIMEOUT": "2.5"}).statement_timeout == 2.5
+    with pytest.raises(ConfigError, match=r"^DB_STATEMENT_TIMEOUT must be a number of seconds from 0 \(off\) to 2147483; got -1.0$"):
+        Settings.from_env({"DB_STATEMENT_TIMEOUT": "-1"})

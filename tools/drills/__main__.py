@@ -1,7 +1,9 @@
 """python -m tools.drills URL [URL ...]: run every drill against each database, one line per drill."""
 import sys
+from itertools import chain
 
 from .drills import all_drills
+from .load import load_drills
 
 
 def main(urls) -> int:
@@ -9,7 +11,7 @@ def main(urls) -> int:
         print(__doc__.strip(), file=sys.stderr)
         return 2
     failed = 0
-    for result in all_drills(urls):
+    for result in chain(all_drills(urls), load_drills(urls)):
         print(result.line(), flush=True)
         failed += not result.passed
     return 1 if failed else 0

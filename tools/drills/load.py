@@ -4,6 +4,7 @@ python -m tools.drills.load URL [URL ...] runs only these; python -m tools.drill
 """
 import statistics
 import sys
+import tempfile
 import threading
 import time
 from collections import Counter
@@ -120,19 +121,26 @@ def registration_burst(url: str, log_dir: Path, registrations: int = 200) -> Dri
     })
 
 
-# The drill's own DB_STATEMENT_TIMEOUT, shorter than the default so that a bounded hole shows it.
+# The drill's own DB_STATEMENT_TIMEOUT and DB_POOL_TIMEOUT, shorter than the defaults so that a
+# bounded hole shows them.
 PARTITION_STATEMENT_TIMEOUT_S = 3
+PARTITION_POOL_TIMEOUT_S = 2
 PING_AND_CONNECT_S = 2 + 5  # a pooled connection's ping deadline, then the connect timeout of its replacement
+# The longest a data request may take: the wait for a pooled connection, then its ping and
+# replacement or a statement's deadline, and a second of slack.
+DATA_LIMIT_S = PARTITION_POOL_TIMEOUT_S + max(PING_AND_CONNECT_S, PARTITION_STATEMENT_TIMEOUT_S + 1) + 1
 READY_LIMIT_S = 2 + 0.5  # /health/ready's own timeout, and slack for the answer
 
 
 def black_hole(url: str, log_dir: Path, hole_seconds: float = 15.0) -> DrillResult:
-    """PostgreSQL behind a proxy that stops forwarding (no reset) for `hole_seconds`; requests keep coming."""
+    """PostgreSQL behind a proxy that stops forwarding (no reset) for `hole_seconds`, while a GET /users/{id}
+    and a GET /health/ready start every 0.5 s, each on a connection of its own."""
     target = make_url(url)
     proxy = TcpProxy(target.host or "127.0.0.1", target.port or 5432).start()
     proxied = target.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
-    limit = max(PING_AND_CONNECT_S, PARTITION_STATEMENT_TIMEOUT_S + 1) + 1
-    with _server(proxied, log_dir, "black-hole", DB_STATEMENT_TIMEOUT=str(PARTITION_STATEMENT_TIMEOUT_S)) as server:
+    limit = DATA_LIMIT_S
+    with _server(proxied, log_dir, "black-hole", DB_STATEMENT_TIMEOUT=str(PARTITION_STATEMENT_TIMEOUT_S),
+                 DB_POOL_TIMEOUT=str(PARTITION_POOL_TIMEOUT_S)) as server:
         with http_session() as session:
             user_id = session.post(f"{server.url}/users/", json={"email": f"hole{time.time_ns()}@drill.example.com",
                                                                  "password": "drill"}, timeout=60).json()["id"]
@@ -148,7 +156,7 @@ def black_hole(url: str, log_dir: Path, hole_seconds: float = 15.0) -> DrillResu
         proxy.black_hole()
         holed_at = time.perf_counter()
         while time.perf_counter() - holed_at < hole_seconds:
-            for kind, address in (("users", user), ("users", user), ("ready", f"{server.url}/health/ready")):
+            for kind, address in (("users", user), ("ready", f"{server.url}/health/ready")):
                 thread = threading.Thread(target=probe, args=(kind, address))
                 thread.start()
                 threads.append(thread)
@@ -166,7 +174,7 @@ def black_hole(url: str, log_dir: Path, hole_seconds: float = 15.0) -> DrillResu
         log = server.log()
     proxy.cut()
     figures: Dict[str, Any] = {"hole_s": hole_seconds, "statement_timeout_s": PARTITION_STATEMENT_TIMEOUT_S,
-                               "pool_warm": dict(before)}
+                               "pool_timeout_s": PARTITION_POOL_TIMEOUT_S, "pool_warm": dict(before)}
     for kind, outcomes in results.items():
         figures[f"{kind}_statuses"] = dict(Counter(str(status) for status, _, _ in outcomes))
         figures[f"{kind}_max_s"] = round(max(seconds for _, seconds, _ in outcomes), 1)
@@ -183,24 +191,23 @@ def black_hole(url: str, log_dir: Path, hole_seconds: float = 15.0) -> DrillResu
     return DrillResult("black-hole", _dialect(url), passed, figures)
 
 
-def load_drills(urls: List[str], log_dir: Path) -> Iterator[DrillResult]:
-    for url in urls:
-        yield registration_burst(url, log_dir)
-        if _dialect(url) == "postgresql":
-            yield black_hole(url, log_dir)
+def load_drills(urls: List[str], log_dir: Optional[Path] = None) -> Iterator[DrillResult]:
+    with tempfile.TemporaryDirectory(prefix="legacy_app_drills_") as scratch:
+        logs = log_dir or Path(scratch)
+        for url in urls:
+            yield registration_burst(url, logs)
+            if _dialect(url) == "postgresql":
+                yield black_hole(url, logs)
 
 
 def main(arguments: List[str]) -> int:
-    import tempfile
-
     if not arguments:
         print(__doc__.strip(), file=sys.stderr)
         return 2
-    with tempfile.TemporaryDirectory(prefix="legacy_app_drills_") as scratch:
-        failed = 0
-        for result in load_drills(arguments, Path(scratch)):
-            print(result.line(), flush=True)
-            failed += not result.passed
+    failed = 0
+    for result in load_drills(arguments):
+        print(result.line(), flush=True)
+        failed += not result.passed
     return 1 if failed else 0
 
 
