@@ -60,6 +60,9 @@ SQLITE_PRAGMAS = (
 def create_engine_from(settings: Settings) -> Engine:
     url = make_url(compat.driver_url(settings.database_url))
     kwargs: Dict[str, Any] = {}
+    # On PostgreSQL with a statement timeout, connection_deadline's checkout ping (within a deadline)
+    # replaces SQLAlchemy's pre-ping.
+    deadlines = url.get_backend_name() == "postgresql" and settings.statement_timeout > 0
     if url.get_backend_name() == "sqlite":
         kwargs["connect_args"] = {"check_same_thread": False}
         if is_memory_sqlite(url):
@@ -81,16 +84,14 @@ def create_engine_from(settings: Settings) -> Engine:
             # PyMySQL's socket timeouts: a partition is a lost connection (503) after this long.
             answer = settings.statement_timeout + connection_deadline.ANSWER_GRACE_SECONDS
             connect_args.update(read_timeout=answer, write_timeout=answer)
-        kwargs.update(pool_pre_ping=True, connect_args=connect_args, **_pool_kwargs(settings))
-        if url.get_backend_name() == "postgresql" and settings.statement_timeout > 0:
-            kwargs["pool_pre_ping"] = False  # connection_deadline pings, within a deadline
+        kwargs.update(pool_pre_ping=not deadlines, connect_args=connect_args, **_pool_kwargs(settings))
         if url.get_backend_name() == "mysql":
             kwargs["pool_recycle"] = 3600  # MariaDB drops connections idle for wait_timeout
             url = url.update_query_dict({"charset": "utf8mb4"}) if "charset" not in url.query else url
     engine = create_engine(url, **kwargs)
     if url.get_backend_name() == "sqlite":
         _configure_sqlite(engine)
-    elif url.get_backend_name() == "postgresql" and settings.statement_timeout > 0:
+    elif deadlines:
         connection_deadline.install(engine, settings.statement_timeout)
     elif url.get_backend_name() == "mysql" and settings.statement_timeout > 0:
         _limit_mariadb_statements(engine, settings.statement_timeout)

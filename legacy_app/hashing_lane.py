@@ -1,9 +1,10 @@
 """Password hashing's own lane: a few threads of its own, so a burst of registrations can neither
 exhaust memory nor make reads wait.
 
-Each argon2id hash holds ARGON2_MEMORY_KIB while it runs. On the shared thread pool (40 threads)
-200 concurrent registrations held 40 of them at once: 2.4 GiB in one worker, and a read queued
-behind them for 16 s. Here at most `lane_size(settings)` hashes run at once, so hashing holds at
+Each argon2id hash holds ARGON2_MEMORY_KIB while it runs. On the shared thread pool (40 threads),
+200 concurrent registrations at the defaults took one worker from 93 MiB to 2.3 GiB, and reads on
+PostgreSQL waited behind them for up to 60 s (README: Failure behaviour). Here at most
+`lane_size(settings)` hashes run at once, so hashing holds at
 most lane_size × ARGON2_MEMORY_KIB per worker; a registration waits for a lane at most
 DB_POOL_TIMEOUT (then LaneBusy, answered 503), and never holds a thread of the shared pool.
 """
@@ -58,10 +59,6 @@ class HashingLane:
             return await anyio.to_thread.run_sync(functools.partial(function, *args, **kwargs), limiter=threads)
         finally:
             entry.release()
-
-    def busy(self) -> int:
-        """Lanes in use now, in the running event loop."""
-        return int(self._limiters_of_this_loop()[0].borrowed_tokens)
 
     def _limiters_of_this_loop(self) -> Tuple[anyio.CapacityLimiter, anyio.CapacityLimiter]:
         loop = asyncio.get_running_loop()
