@@ -9,7 +9,7 @@ YIELD_DEPENDENCY = "yield-dependency"
 STRATEGIES = (ASGI_MIDDLEWARE, HTTP_MIDDLEWARE, YIELD_DEPENDENCY)
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 LOG_FORMATS = ("text", "json")
-# PostgreSQL keeps idle_in_transaction_session_timeout in milliseconds, as a 32-bit integer.
+# PostgreSQL keeps idle_in_transaction_session_timeout and statement_timeout in milliseconds, as 32-bit integers.
 MAX_IDLE_IN_TRANSACTION_SECONDS = 2_147_483
 
 # OWASP Password Storage Cheat Sheet: argon2id with at least 19 MiB and 2 iterations.
@@ -55,6 +55,11 @@ class Settings:
     # PostgreSQL ends a session left idle inside a transaction this long: a leaked transaction cannot
     # hold its locks and its connection for ever. 0 leaves the server's own setting.
     idle_in_transaction_timeout: float = 60.0
+    # The server ends a statement running this long, and the client cuts a connection that gives no
+    # answer for about as long (a silent partition). 0 leaves the server's setting and cuts nothing.
+    statement_timeout: float = 10.0
+    # Password hashes computed at once per worker (hashing_lane); 0 sizes it from the CPUs and memory.
+    hashing_threads: int = 0
     # OpenTelemetry's standard variable: set, the service exports traces there (the `otel` extra).
     otlp_endpoint: str = ""
     # Connections one `serve` worker holds at most (uvicorn's limit_concurrency: beyond it, 503 at
@@ -94,6 +99,12 @@ class Settings:
         )
         _require(self.max_connections >= 0, "MAX_CONNECTIONS", "an integer >= 0 (0: sized from the file limit)", self.max_connections)
         _require(self.header_timeout > 0, "HEADER_TIMEOUT", "a number of seconds > 0", self.header_timeout)
+        _require(
+            0 <= self.statement_timeout <= MAX_IDLE_IN_TRANSACTION_SECONDS,
+            "DB_STATEMENT_TIMEOUT", f"a number of seconds from 0 (off) to {MAX_IDLE_IN_TRANSACTION_SECONDS}",
+            self.statement_timeout,
+        )
+        _require(self.hashing_threads >= 0, "HASHING_THREADS", "an integer >= 0 (0: from the CPU count)", self.hashing_threads)
         check_database_url(self.database_url)
 
     @classmethod
@@ -132,6 +143,8 @@ ENV_NAMES = {
     "log_format": "LOG_FORMAT",
     "metrics": "METRICS",
     "idle_in_transaction_timeout": "DB_IDLE_IN_TRANSACTION_TIMEOUT",
+    "statement_timeout": "DB_STATEMENT_TIMEOUT",
+    "hashing_threads": "HASHING_THREADS",
     "otlp_endpoint": "OTEL_EXPORTER_OTLP_ENDPOINT",
     "max_items_per_user": "MAX_ITEMS_PER_USER",
     "max_connections": "MAX_CONNECTIONS",

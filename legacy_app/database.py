@@ -13,7 +13,7 @@ from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.orm import Session, declarative_base
 from sqlalchemy.pool import QueuePool, StaticPool
 
-from . import compat
+from . import compat, connection_deadline
 from .config import Settings
 
 # sqlalchemy.orm.declarative_base exists from 1.4 on; the old ext.declarative path warns on 1.4 and 2.x.
@@ -40,6 +40,15 @@ _WRITE_INTENT = "legacy_app_write"
 
 CONNECT_TIMEOUT_SECONDS = 5
 
+# libpq parameters (psycopg and psycopg2 alike) that end an established connection whose peer went
+# silent: keepalive probes while it is idle (dead after 10 + 3 × 5 s), and for data sent but never
+# acknowledged, tcp_user_timeout (milliseconds). connection_deadline covers a peer that acknowledges
+# but never answers.
+POSTGRESQL_TCP_PARAMETERS = {
+    "keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3,
+    "tcp_user_timeout": 10_000,
+}
+
 SQLITE_PRAGMAS = (
     "foreign_keys=ON",  # off by default in SQLite, per connection
     "journal_mode=WAL",  # readers do not block the writer, nor it them
@@ -51,6 +60,9 @@ SQLITE_PRAGMAS = (
 def create_engine_from(settings: Settings) -> Engine:
     url = make_url(compat.driver_url(settings.database_url))
     kwargs: Dict[str, Any] = {}
+    # On PostgreSQL with a statement timeout, connection_deadline's checkout ping (within a deadline)
+    # replaces SQLAlchemy's pre-ping.
+    deadlines = url.get_backend_name() == "postgresql" and settings.statement_timeout > 0
     if url.get_backend_name() == "sqlite":
         kwargs["connect_args"] = {"check_same_thread": False}
         if is_memory_sqlite(url):
@@ -63,15 +75,26 @@ def create_engine_from(settings: Settings) -> Engine:
         connect_args: Dict[str, Any] = {"connect_timeout": CONNECT_TIMEOUT_SECONDS}
         if url.drivername == "postgresql+psycopg" and not settings.prepared_statements:
             connect_args["prepare_threshold"] = None  # psycopg2 never prepares server-side
-        if url.get_backend_name() == "postgresql" and settings.idle_in_transaction_timeout > 0:
-            connect_args["options"] = _with_idle_in_transaction_timeout(url, settings.idle_in_transaction_timeout)
-        kwargs.update(pool_pre_ping=True, connect_args=connect_args, **_pool_kwargs(settings))
+        if url.get_backend_name() == "postgresql":
+            connect_args.update(POSTGRESQL_TCP_PARAMETERS)
+            options = _startup_options(url, settings)
+            if options:
+                connect_args["options"] = options
+        if url.get_backend_name() == "mysql" and settings.statement_timeout > 0:
+            # PyMySQL's socket timeouts: a partition is a lost connection (503) after this long.
+            answer = settings.statement_timeout + connection_deadline.ANSWER_GRACE_SECONDS
+            connect_args.update(read_timeout=answer, write_timeout=answer)
+        kwargs.update(pool_pre_ping=not deadlines, connect_args=connect_args, **_pool_kwargs(settings))
         if url.get_backend_name() == "mysql":
             kwargs["pool_recycle"] = 3600  # MariaDB drops connections idle for wait_timeout
             url = url.update_query_dict({"charset": "utf8mb4"}) if "charset" not in url.query else url
     engine = create_engine(url, **kwargs)
     if url.get_backend_name() == "sqlite":
         _configure_sqlite(engine)
+    elif deadlines:
+        connection_deadline.install(engine, settings.statement_timeout)
+    elif url.get_backend_name() == "mysql" and settings.statement_timeout > 0:
+        _limit_mariadb_statements(engine, settings.statement_timeout)
     _forget_connections_after_fork(engine)
     return engine
 
@@ -127,17 +150,35 @@ def _configure_sqlite(engine: Engine) -> None:
         connection.connection.dbapi_connection.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
-def _with_idle_in_transaction_timeout(url: URL, seconds: float) -> str:
-    """libpq's `options`, the URL's own (?options=...) kept, plus the server-side backstop.
+def _startup_options(url: URL, settings: Settings) -> str:
+    """libpq's `options`: the server-side backstops idle_in_transaction_session_timeout and
+    statement_timeout (each left out at 0: the server's setting holds), then the URL's own
+    ?options=..., which win.
 
-    A startup option rather than a SET on connect: it holds for the connection's whole life and
-    costs no round trip. PgBouncer (1.18) refuses the `options` parameter: there, turn this off
-    and set the timeout on the server (README: Deployment).
+    Startup options rather than a SET on connect: they hold for the connection's whole life and
+    cost no round trip. PgBouncer (1.18) refuses the `options` parameter: there, turn these off
+    and set the timeouts on the server (README: Deployment).
     """
-    milliseconds = max(1, round(seconds * 1000))
+    parts = []
+    for name, seconds in (("idle_in_transaction_session_timeout", settings.idle_in_transaction_timeout),
+                          ("statement_timeout", settings.statement_timeout)):
+        if seconds > 0:
+            parts.append(f"-c {name}={max(1, round(seconds * 1000))}")
     own = url.query.get("options", "")
-    own = own if isinstance(own, str) else " ".join(own)
-    return f"{own} -c idle_in_transaction_session_timeout={milliseconds}".strip()
+    parts.append(own if isinstance(own, str) else " ".join(own))  # last: the URL's own settings win
+    return " ".join(part for part in parts if part).strip()
+
+
+def _limit_mariadb_statements(engine: Engine, seconds: float) -> None:
+    """MariaDB ends a statement running longer than `seconds` (max_statement_time; MySQL has no such variable)."""
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        if "mariadb" not in dbapi_connection.get_server_info().lower():
+            return
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"SET SESSION max_statement_time = {float(seconds)!r}")
+        cursor.close()
 
 
 def _pool_kwargs(settings: Settings) -> Dict[str, Any]:

@@ -5,6 +5,7 @@
 from argon2 import PasswordHasher
 from fastapi import Depends, Request
 
+from .hashing_lane import HashingLane
 from .sessions import get_db
 
 
@@ -16,6 +17,11 @@ async def get_max_items_per_user(request: Request) -> int:
     return request.app.state.settings.max_items_per_user
 
 
+async def get_hashing_lane(request: Request) -> HashingLane:
+    return request.app.state.hashing_lane
+
+
 DbSession = Depends(get_db)
 Hasher = Depends(get_password_hasher)
 MaxItemsPerUser = Depends(get_max_items_per_user)
+HashingLaneDep = Depends(get_hashing_lane)

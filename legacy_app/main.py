@@ -17,6 +17,7 @@ from .config import ConfigError, Settings
 from .connections import log_accept_errors_once_per_interval
 from .database import create_engine_from
 from .errors import COMMON_RESPONSES, install_error_handlers
+from .hashing_lane import make_hashing_lane
 from .http_edges import RequestEdges
 from .http_protection import BodyLimitAndSecurityHeaders
 from .metrics import Metrics, install_metrics, mark_this_worker_dead
@@ -85,6 +86,7 @@ def create_app(
     app.state.settings = settings
     app.state.engine = engine
     app.state.password_hasher = make_password_hasher(settings)
+    app.state.hashing_lane = make_hashing_lane(settings)
     install_session_strategy(app, settings.session_strategy, session_factory)
     install_error_handlers(app)
     app.router.redirect_slashes = False  # RequestEdges serves `/users` as `/users/`: a redirect would trust Host

@@ -2,7 +2,8 @@
 # Fault drills (tools/drills) against live servers, one line per drill with its figures:
 # pool exhaustion, database outage (PostgreSQL), kill -9 during writes, SIGTERM with requests in flight,
 # bounded lists (a user filled to MAX_ITEMS_PER_USER; full pages read concurrently),
-# idle connections beyond a low file limit, clients slow to send their headers (directly and through nginx).
+# idle connections beyond a low file limit, clients slow to send their headers (directly and through nginx),
+# a burst of 200 registrations, a black-holed PostgreSQL (tools/drills/load.py; about 5 minutes in all).
 # Databases: a temporary SQLite file, and PostgreSQL at $FAULTS_POSTGRES_URL
 # (default postgresql+psycopg://postgres@127.0.0.1:5432/legacy_app_faults, created if missing;
 # FAULTS_POSTGRES_URL=none skips it). The drills add rows to the users table of that database.

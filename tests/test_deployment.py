@@ -278,8 +278,8 @@ def test_two_workers_on_postgresql_serve_concurrent_reads_and_writes_with_no_err
 
 
 # PgBouncer 1.18 refuses libpq's `options` startup parameter, which carries the
-# idle_in_transaction_session_timeout backstop: behind it, that is set on the server instead.
-NO_STARTUP_OPTIONS = {"idle_in_transaction_timeout": 0}
+# idle_in_transaction_session_timeout and statement_timeout backstops: behind it, those are set on the server instead.
+NO_STARTUP_OPTIONS = {"idle_in_transaction_timeout": 0, "statement_timeout": 0}
 
 
 @pytest.fixture
@@ -318,7 +318,8 @@ def test_psycopg_prepared_statements_fail_behind_transaction_pooling_unless_turn
 def test_two_workers_behind_pgbouncer_serve_load_with_no_error(pgbouncer, tmp_path):
     reset_database(POSTGRES_URL)
     run_two_workers_under_load(
-        pgbouncer.url(), tmp_path, {"DB_PREPARED_STATEMENTS": "false", "DB_IDLE_IN_TRANSACTION_TIMEOUT": "0"})
+        pgbouncer.url(), tmp_path,
+        {"DB_PREPARED_STATEMENTS": "false", "DB_IDLE_IN_TRANSACTION_TIMEOUT": "0", "DB_STATEMENT_TIMEOUT": "0"})
     assert count_rows(POSTGRES_URL, "users") == count_rows(POSTGRES_URL, "items") == CLIENTS * ROUNDS
 
 

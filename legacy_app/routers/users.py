@@ -4,18 +4,21 @@ Handlers are `async def` and place the crud call themselves (db_calls): at most 
 none for a SQLite read, where a plain `def` handler with a response_model costs two, as FastAPI
 validates its result in the thread pool too (measured: db_calls' docstring).
 """
+import logging
 from typing import List, Optional
 
 from argon2 import PasswordHasher
 from fastapi import APIRouter, HTTPException
 from sqlalchemy.orm import Session
-from starlette.concurrency import run_in_threadpool
 
 from .. import crud, schemas
 from ..db_calls import run_read, run_write
-from ..deps import DbSession, Hasher, MaxItemsPerUser
+from ..deps import DbSession, Hasher, HashingLaneDep, MaxItemsPerUser
+from ..errors import RETRY_AFTER_SECONDS
+from ..hashing_lane import HashingLane, LaneBusy
 from .params import EmailFilter, Limit, Skip, UserId
 
+logger = logging.getLogger("legacy_app")
 router = APIRouter(prefix="/users", tags=["users"])
 
 NOT_FOUND = {404: {"description": "User not found"}}
@@ -25,13 +28,23 @@ NOT_JSON = {415: {"description": "A body not declared as application/json"}}
 @router.post(
     "/",
     response_model=schemas.User,
-    responses={400: {"description": "Email already registered, or a body that cannot be decoded"}, **NOT_JSON},
+    responses={400: {"description": "Email already registered, or a body that cannot be decoded"}, **NOT_JSON,
+               503: {"description": "Database busy or unreachable, or every password-hashing lane busy; retry after "
+                                    "the Retry-After seconds"}},
 )
-async def create_user(user: schemas.UserCreate, db: Session = DbSession, hasher: PasswordHasher = Hasher):
+async def create_user(
+    user: schemas.UserCreate, db: Session = DbSession, hasher: PasswordHasher = Hasher, lane: HashingLane = HashingLaneDep
+):
     """Register a user. Emails are compared in a canonical form (case, width and IDNA spellings are one
     address) and stored as typed, lower-cased."""
-    # The shared thread pool, not the SQLite threads: most of this call is hashing the password.
-    db_user = await run_in_threadpool(crud.create_user, db, user, hasher=hasher)
+    # The hashing lane, not the shared thread pool nor the SQLite threads: most of this call is
+    # hashing the password, whose memory the lane bounds.
+    try:
+        db_user = await lane.run(crud.create_user, db, user, hasher=hasher)
+    except LaneBusy as busy:
+        logger.warning("503 for a registration: %s", busy)
+        raise HTTPException(status_code=503, detail="Too many registrations at once, try again shortly",
+                            headers={"Retry-After": RETRY_AFTER_SECONDS}) from None
     if db_user is None:
         raise HTTPException(status_code=400, detail="Email already registered")
     return db_user

@@ -4,6 +4,7 @@ from itertools import chain
 
 from .connections import connection_drills
 from .drills import all_drills
+from .load import load_drills
 
 
 def main(urls) -> int:
@@ -11,7 +12,7 @@ def main(urls) -> int:
         print(__doc__.strip(), file=sys.stderr)
         return 2
     failed = 0
-    for result in chain(all_drills(urls), connection_drills(urls)):
+    for result in chain(all_drills(urls), connection_drills(urls), load_drills(urls)):
         print(result.line(), flush=True)
         failed += not result.passed
     return 1 if failed else 0

@@ -79,7 +79,9 @@ def _database_blocked(url: str, seconds: float) -> Iterator[None]:
 def pool_exhaustion(url: str, log_dir: Path, requests: int = 100, block_seconds: float = 3.0) -> DrillResult:
     """Pool of 2, no overflow, 1 s timeout; the database blocked while `requests` registrations arrive."""
     pool_timeout = 1.0
-    env = {"DB_POOL_SIZE": "2", "DB_MAX_OVERFLOW": "0", "DB_POOL_TIMEOUT": str(pool_timeout)}
+    env = {"DB_POOL_SIZE": "2", "DB_MAX_OVERFLOW": "0", "DB_POOL_TIMEOUT": str(pool_timeout),
+           # A lane per registration: else the hashing lane turns most away before they reach the pool.
+           "HASHING_THREADS": str(requests)}
     with _server(url, log_dir, "pool", **env) as server:
         run = f"{time.time_ns()}"
         outcomes: List[Tuple[Any, float, bool]] = []
@@ -241,8 +243,10 @@ def kill_during_writes(url: str, log_dir: Path, rounds: int = 3, writers: int = 
 
 def sigterm_in_flight(url: str, log_dir: Path, requests: int = 50) -> DrillResult:
     """SIGTERM while `requests` registrations (default argon2 cost) are in flight."""
+    # DB_POOL_TIMEOUT is also the wait for a hashing lane: long enough here that every registration
+    # queued for one is still in flight, and finished, after the signal.
     with _server(url, log_dir, "sigterm", app="cli", ARGON2_TIME_COST="3", ARGON2_MEMORY_KIB="65536",
-                 ARGON2_PARALLELISM="4") as server:
+                 ARGON2_PARALLELISM="4", DB_POOL_TIMEOUT="60") as server:
         run = f"{time.time_ns()}"
         statuses: List[Any] = []
         answered_at: List[float] = []

@@ -1,4 +1,5 @@
-"""A TCP proxy that can cut every connection and refuse new ones: a database outage on demand."""
+"""A TCP proxy that can cut every connection and refuse new ones, or black-hole them: a database outage
+or a silent network partition on demand."""
 import socket
 import threading
 from typing import List, Optional
@@ -11,6 +12,8 @@ class TcpProxy:
         self._listener: Optional[socket.socket] = None
         self._sockets: List[socket.socket] = []
         self._lock = threading.Lock()
+        self._flowing = threading.Event()  # cleared: a black hole
+        self._flowing.set()
 
     def start(self) -> "TcpProxy":
         listener = socket.socket()
@@ -32,6 +35,16 @@ class TcpProxy:
             for sock in self._sockets:
                 _shutdown(sock)
             self._sockets.clear()
+        self._flowing.set()  # pipes held by a black hole wake to find their sockets shut
+
+    def black_hole(self) -> None:
+        """Stop forwarding in both directions without closing anything, as a partition does: no reset,
+        no FIN; connections stay open and new ones are accepted, but no byte gets through."""
+        self._flowing.clear()
+
+    def restore(self) -> None:
+        """Forward again, what was held back first."""
+        self._flowing.set()
 
     def _accept(self, listener: socket.socket) -> None:
         while True:
@@ -50,11 +63,12 @@ class TcpProxy:
             for source, sink in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
 
-    @staticmethod
-    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+    def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
         try:
             while True:
+                self._flowing.wait()
                 data = source.recv(65536)
+                self._flowing.wait()  # a recv already waiting when the black hole began passes nothing on
                 if not data:
                     break
                 sink.sendall(data)

@@ -1,0 +1,180 @@
+"""A database that stops answering is a prompt 503, not a hang: statement timeouts on the server,
+keepalives and tcp_user_timeout on PostgreSQL connections, socket timeouts on MariaDB ones, a
+client-side deadline for a PostgreSQL peer that acknowledges but never answers, and a readiness
+check with a timeout of its own."""
+import threading
+import time
+from contextlib import contextmanager
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
+
+from legacy_app.config import ASGI_MIDDLEWARE, ConfigError, Settings
+from legacy_app.connection_deadline import ANSWER_GRACE_SECONDS, PING_SECONDS
+from legacy_app.database import CONNECT_TIMEOUT_SECONDS, create_engine_from
+from legacy_app.main import create_app
+from legacy_app.routers.health import READY_TIMEOUT_SECONDS
+from tools.drills.tcp_proxy import TcpProxy
+
+from .conftest import FAST_HASHING, database_url_for, reset_database
+
+
+@pytest.fixture(params=["postgresql", "mariadb"])
+def server_url(request, tmp_path) -> str:
+    url = database_url_for(request.param, tmp_path)
+    reset_database(url)
+    return url
+
+
+@pytest.fixture
+def postgres_url(tmp_path) -> str:
+    url = database_url_for("postgresql", tmp_path)
+    reset_database(url)
+    return url
+
+
+@contextmanager
+def engine_for(url: str, **settings: object):
+    engine = create_engine_from(Settings(database_url=url, **settings))
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
+def sleep_statement(url: str, seconds: float) -> str:
+    return f"SELECT pg_sleep({seconds})" if make_url(url).get_backend_name() == "postgresql" else f"SELECT SLEEP({seconds})"
+
+
+def test_the_server_ends_a_statement_that_runs_past_db_statement_timeout(server_url):
+    with engine_for(server_url, statement_timeout=1) as engine, engine.connect() as connection:
+        began = time.perf_counter()
+        with pytest.raises(OperationalError):  # the error the handlers answer 503 to
+            connection.execute(text(sleep_statement(server_url, 5)))
+        assert 0.9 < time.perf_counter() - began < 3
+
+
+def test_statements_are_limited_to_10_seconds_by_default(server_url):
+    with engine_for(server_url) as engine, engine.connect() as connection:
+        if engine.dialect.name == "postgresql":
+            assert connection.execute(text("SHOW statement_timeout")).scalar_one() == "10s"
+        else:
+            assert float(connection.execute(text("SELECT @@max_statement_time")).scalar_one()) == 10.0
+
+
+def test_zero_leaves_the_servers_statement_timeout(postgres_url):
+    with engine_for(postgres_url, statement_timeout=0) as engine, engine.connect() as connection:
+        assert connection.execute(text("SHOW statement_timeout")).scalar_one() == "0"
+
+
+def test_postgresql_connections_carry_keepalives_and_a_tcp_user_timeout(postgres_url):
+    with engine_for(postgres_url) as engine, engine.connect() as connection:
+        raw = connection.connection.dbapi_connection
+        # psycopg 3 lists the connection's parameters through info, psycopg2 through get_dsn_parameters().
+        parameters = raw.info.get_parameters() if hasattr(raw.info, "get_parameters") else raw.get_dsn_parameters()
+    assert {name: parameters.get(name) for name in ("keepalives", "keepalives_idle", "tcp_user_timeout")} == {
+        "keepalives": "1", "keepalives_idle": "10", "tcp_user_timeout": "10000"}
+
+
+def test_a_request_whose_statement_runs_out_of_time_is_503_and_the_service_goes_on(server_url):
+    app = create_app(Settings(database_url=server_url, session_strategy=ASGI_MIDDLEWARE, statement_timeout=1, **FAST_HASHING))
+    locker = create_engine_from(Settings(database_url=server_url))
+    try:
+        with TestClient(app) as client:
+            user_id = client.post("/users/", json={"email": "kate@example.com", "password": "pw"}).json()["id"]
+            db = Session(bind=locker)
+            if locker.dialect.name == "postgresql":
+                db.execute(text("LOCK TABLE users IN ACCESS EXCLUSIVE MODE"))
+            else:
+                db.execute(text("LOCK TABLES users WRITE"))
+            try:
+                began = time.perf_counter()
+                response = client.get(f"/users/{user_id}")  # waits for the lock until its time runs out
+                waited = time.perf_counter() - began
+            finally:
+                if locker.dialect.name == "mysql":
+                    db.execute(text("UNLOCK TABLES"))
+                db.rollback()
+                db.close()
+            assert response.status_code == 503 and response.headers["retry-after"] == "1"
+            assert waited < 5
+            assert client.get(f"/users/{user_id}").status_code == 200
+    finally:
+        locker.dispose()
+        app.state.engine.dispose()
+
+
+@pytest.fixture
+def black_holed(postgres_url):
+    """The service on PostgreSQL through a proxy the test can black-hole, with a statement timeout of 2 s."""
+    target = make_url(postgres_url)
+    proxy = TcpProxy(target.host or "127.0.0.1", target.port or 5432).start()
+    proxied = target.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    app = create_app(Settings(database_url=proxied, session_strategy=ASGI_MIDDLEWARE, statement_timeout=2, **FAST_HASHING))
+    try:
+        with TestClient(app) as client:
+            yield client, proxy
+    finally:
+        proxy.restore()
+        proxy.cut()
+        app.state.engine.dispose()
+
+
+def timed_get(client, path: str):
+    began = time.perf_counter()
+    response = client.get(path)
+    return response, time.perf_counter() - began
+
+
+def test_readiness_answers_503_within_its_timeout_while_the_database_is_black_holed(black_holed):
+    client, proxy = black_holed
+    assert client.get("/health/ready").status_code == 200
+    proxy.black_hole()
+    response, took = timed_get(client, "/health/ready")
+    assert response.status_code == 503 and response.headers["retry-after"] == "1"
+    assert response.json() == {"detail": f"Database did not answer within {READY_TIMEOUT_SECONDS:g} s"}
+    assert READY_TIMEOUT_SECONDS - 0.1 < took < READY_TIMEOUT_SECONDS + 1
+
+
+def test_a_request_on_a_pooled_connection_is_503_within_the_deadlines_while_the_database_is_black_holed(black_holed):
+    client, proxy = black_holed
+    user_id = client.post("/users/", json={"email": "kate@example.com", "password": "pw"}).json()["id"]
+    assert client.get(f"/users/{user_id}").status_code == 200  # a connection now waits in the pool
+    proxy.black_hole()
+    # Its ping is cut after PING_SECONDS, and the replacement's connect gives up after CONNECT_TIMEOUT_SECONDS.
+    response, took = timed_get(client, f"/users/{user_id}")
+    assert response.status_code == 503 and response.headers["retry-after"] == "1"
+    assert took < PING_SECONDS + CONNECT_TIMEOUT_SECONDS + 1.5
+    proxy.restore()
+    assert client.get(f"/users/{user_id}").status_code == 200  # no restart needed
+
+
+def test_a_statement_whose_answer_never_comes_is_cut_after_the_statement_timeout_and_a_second(postgres_url):
+    target = make_url(postgres_url)
+    proxy = TcpProxy(target.host or "127.0.0.1", target.port or 5432).start()
+    proxied = target.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    try:
+        with engine_for(proxied, statement_timeout=2) as engine, engine.connect() as connection:
+            timer = threading.Timer(0.3, proxy.black_hole)  # the statement is on the server; its answer is held
+            timer.start()
+            began = time.perf_counter()
+            with pytest.raises(OperationalError) as raised:
+                connection.execute(text("SELECT pg_sleep(1)"))
+            took = time.perf_counter() - began
+            timer.join()
+            assert raised.value.connection_invalidated  # the pool replaces it; the handlers answer 503
+            assert 2 + ANSWER_GRACE_SECONDS - 0.1 < took < 2 + ANSWER_GRACE_SECONDS + 1
+    finally:
+        proxy.restore()
+        proxy.cut()
+
+
+def test_db_statement_timeout_defaults_to_10_seconds_and_refuses_a_negative_value():
+    assert Settings.from_env({}).statement_timeout == 10.0
+    assert Settings.from_env({"DB_STATEMENT_TIMEOUT": "2.5"}).statement_timeout == 2.5
+    with pytest.raises(ConfigError, match=r"^DB_STATEMENT_TIMEOUT must be a number of seconds from 0 \(off\) to 2147483; got -1.0$"):
+        Settings.from_env({"DB_STATEMENT_TIMEOUT": "-1"})
