@@ -42,7 +42,7 @@ def serve(args: argparse.Namespace) -> int:
 
     from . import migrate
     from .connections import default_max_connections, raise_file_limit
-    from .database import create_engine_from, is_memory_sqlite
+    from .database import create_engine_from, for_maintenance, is_memory_sqlite
     from .header_timeout import HeaderTimeoutProtocol
     from .metrics import multiprocess_directory
     from .request_log import logging_config
@@ -56,7 +56,7 @@ def serve(args: argparse.Namespace) -> int:
     )
     if args.workers > 1 and is_memory_sqlite(settings.database_url):
         raise ConfigError("an in-memory SQLite database cannot be shared by several workers; use a file")
-    engine = create_engine_from(settings)
+    engine = create_engine_from(for_maintenance(settings))
     try:
         if settings.migrate_on_start:
             note, done = migrate.upgrade_on_start(engine)
@@ -145,7 +145,7 @@ def _say(settings: Settings, level: str, message: str) -> None:
 
 def db(args: argparse.Namespace) -> int:
     from . import migrate
-    from .database import create_engine_from
+    from .database import create_engine_from, for_maintenance
 
     if args.action == "revision" and not args.autogenerate:  # writes a file; needs no database
         print(_wrote(migrate.new_revision(args.message)))
@@ -153,7 +153,7 @@ def db(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     if args.action != "upgrade":  # only upgrade may create the database
         _refuse_missing_sqlite_file(settings.database_url)
-    engine = create_engine_from(settings)
+    engine = create_engine_from(for_maintenance(settings))
     try:
         if args.action == "upgrade":
             note = migrate.upgrade(engine, args.revision)
@@ -200,7 +200,7 @@ def _wrote(path: Path) -> str:
 
 def seed(args: argparse.Namespace) -> int:
     from . import migrate
-    from .database import create_engine_from
+    from .database import create_engine_from, for_maintenance
     from .security import make_password_hasher
     from .seeding import bulk, records
 
@@ -211,7 +211,7 @@ def seed(args: argparse.Namespace) -> int:
     else:
         users = records.generated(args.users, args.items_per_user, args.password)
         total = args.users
-    engine = create_engine_from(settings)
+    engine = create_engine_from(for_maintenance(settings))
     try:
         migrate.upgrade(engine)
         result = bulk.seed(engine, users, total, make_password_hasher(settings), settings.max_items_per_user)
@@ -244,6 +244,9 @@ def doctor(args: argparse.Namespace) -> int:
     from .doctor.report import render_table
     from .doctor.runner import CannotRun, run_doctor
 
+    if args.html is not None and not _writable(args.html):  # found out now, not after the run
+        print(f"legacy_app doctor: cannot write the page to {args.html}", file=sys.stderr)
+        return DOCTOR_CANNOT_RUN
     try:
         document = run_doctor(args.target, app_dir=args.app_dir, factory=args.factory,
                               requests_file=args.requests, settle=args.settle)
@@ -256,6 +259,11 @@ def doctor(args: argparse.Namespace) -> int:
         args.html.write_text(render_html(document), encoding="utf-8")
     print(json.dumps(document, indent=2) if args.json else render_table(document))
     return 1 if document["hazards"] else 0
+
+
+def _writable(path: Path) -> bool:
+    directory = path.parent if str(path.parent) else Path(".")
+    return directory.is_dir() and os.access(directory, os.W_OK) and (not path.exists() or os.access(path, os.W_OK))
 
 
 def _seconds(raw: str) -> float:

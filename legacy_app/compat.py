@@ -8,8 +8,6 @@ import contextlib
 import inspect
 from typing import Any, AsyncIterator, Callable, Dict, Iterable, List
 
-import anyio
-import anyio.to_thread
 import fastapi
 import fastapi.routing
 import pydantic
@@ -183,17 +181,3 @@ def import_dbapi(dialect_class: Any) -> Any:
 def sqlstate(error: BaseException) -> Any:
     """The SQLSTATE of a PostgreSQL driver error: psycopg 3 calls it `sqlstate`, psycopg2 `pgcode`."""
     return getattr(error, "sqlstate", None) or getattr(error, "pgcode", None)
-
-
-# --- anyio ----------------------------------------------------------------------------------------
-
-# anyio 4.1 renamed run_sync's `cancellable` to `abandon_on_cancel` and warns on the old name.
-_ABANDON_KEYWORD = (
-    "abandon_on_cancel" if "abandon_on_cancel" in inspect.signature(anyio.to_thread.run_sync).parameters else "cancellable"
-)
-
-
-async def run_in_thread_abandoned_on_cancel(function: Callable[..., Any], *args: Any) -> Any:
-    """function(*args) in a worker thread; when the caller is cancelled (a timeout), it stops waiting
-    for the thread, which runs on to its end unobserved."""
-    return await anyio.to_thread.run_sync(function, *args, **{_ABANDON_KEYWORD: True})

@@ -6,9 +6,9 @@ a load balancer, a NAT with state) leaves libpq waiting for an answer for as lon
 lasts, and the request, its thread and its pooled connection with it.
 
 So every checked-out connection carries a deadline: the ping that replaces SQLAlchemy's pre-ping
-(below) gets PING_SECONDS, each statement, commit and rollback DB_STATEMENT_TIMEOUT plus
-ANSWER_GRACE_SECONDS (the server ends the statement at DB_STATEMENT_TIMEOUT and needs a moment to
-say so). One watchdog thread per process shuts down the socket of a connection past its deadline:
+(below) gets PING_SECONDS, each statement (until its answer), commit and rollback DB_STATEMENT_TIMEOUT
+plus ANSWER_GRACE_SECONDS (the server ends the statement at DB_STATEMENT_TIMEOUT and needs a moment
+to say so). One watchdog thread per process shuts down the socket of a connection past its deadline:
 the call blocked on it fails at once as a lost connection, which the pool replaces and the error
 handlers answer 503 (errors.py).
 """
@@ -32,8 +32,14 @@ class _Watchdog:
         self._deadlines: Dict[Any, float] = {}  # DBAPI connection -> time.monotonic() deadline
         self._lock = threading.Lock()
         self._thread_pid = 0
-        # A forked child must never cut its parent's connections, whose sockets it shares.
-        os.register_at_fork(after_in_child=self._deadlines.clear)
+        os.register_at_fork(after_in_child=self._forget_parent)
+
+    def _forget_parent(self) -> None:
+        # A forked child must never cut its parent's connections, whose sockets it shares; and its
+        # copy of the lock may have been held by the parent's watchdog thread, which it lacks.
+        self._deadlines = {}
+        self._lock = threading.Lock()
+        self._thread_pid = 0
 
     def arm(self, dbapi_connection: Any, seconds: float) -> None:
         with self._lock:
@@ -50,12 +56,12 @@ class _Watchdog:
         while True:
             time.sleep(WATCH_INTERVAL_SECONDS)
             now = time.monotonic()
+            # Cut under the lock: released first, the connection could be checked in and handed to
+            # another request (re-armed) before the cut, which would then hit a healthy call.
             with self._lock:
-                late = [connection for connection, deadline in self._deadlines.items() if deadline <= now]
-                for connection in late:
+                for connection in [c for c, deadline in self._deadlines.items() if deadline <= now]:
                     del self._deadlines[connection]
-            for connection in late:
-                _cut(connection)
+                    _cut(connection)
 
 
 def _cut(dbapi_connection: Any) -> None:
@@ -85,7 +91,6 @@ def install(engine: Engine, statement_seconds: float) -> None:
         # SQLAlchemy's pre-ping runs before the first event a listener could arm a deadline in;
         # this is that ping, armed. DisconnectionError: the pool replaces the connection and retries.
         if record.info.pop(_FRESH, False):  # just connected: nothing to ping, as for SQLAlchemy's pre-ping
-            _watchdog.arm(dbapi_connection, answer_seconds)
             return
         _watchdog.arm(dbapi_connection, PING_SECONDS)
         try:
@@ -96,7 +101,7 @@ def install(engine: Engine, statement_seconds: float) -> None:
         if alive is False:  # SQLAlchemy 1.4 reports a disconnect so
             _watchdog.disarm(dbapi_connection)
             raise exc.DisconnectionError("ping failed")
-        _watchdog.arm(dbapi_connection, answer_seconds)
+        _watchdog.disarm(dbapi_connection)  # armed again by its next statement
 
     def rearm(connection: Any, *_args: Any) -> None:
         if connection.invalidated:  # its DBAPI connection is gone; asking for it would reconnect
@@ -106,6 +111,14 @@ def install(engine: Engine, statement_seconds: float) -> None:
     event.listen(engine, "before_cursor_execute", rearm)
     event.listen(engine, "commit", rearm)
     event.listen(engine, "rollback", rearm)
+
+    def answered(connection: Any, *_args: Any) -> None:
+        # The statement has its answer: the time the request then spends in Python (building a
+        # page of objects) is not the database's silence.
+        if not connection.invalidated:
+            _watchdog.disarm(connection.connection.dbapi_connection)
+
+    event.listen(engine, "after_cursor_execute", answered)
 
     def disarm(dbapi_connection: Any, *_args: Any) -> None:
         _watchdog.disarm(dbapi_connection)

@@ -57,6 +57,13 @@ SQLITE_PRAGMAS = (
 )
 
 
+def for_maintenance(settings: Settings) -> Settings:
+    """The settings of migrations and seeding: no statement timeout. It bounds a request's
+    statements, not a migration's: an index built on a large table may rightly take minutes, and on
+    MariaDB, whose DDL is not transactional, a migration cut half-way stays half-applied."""
+    return settings.with_overrides(statement_timeout=0)
+
+
 def create_engine_from(settings: Settings) -> Engine:
     url = make_url(compat.driver_url(settings.database_url))
     kwargs: Dict[str, Any] = {}

@@ -15,6 +15,8 @@ is kept as the account's display email (`users.email`), the form goes in `users.
   Unicode: a punycode domain and its Unicode form are one domain, `fass.de` and `faß.de` are two
   (they are two registrations).
 """
+# Stored in users.email_canonical (revision 0003 filled it for existing rows): a change to these
+# rules needs a new revision that recomputes the column, or lookups miss the rows stored before it.
 import unicodedata
 
 import idna

@@ -1,5 +1,5 @@
-"""Password hashing's own lane: a few threads of its own, so a burst of registrations can neither
-exhaust memory nor make reads wait.
+"""Password hashing's own lane: worker threads under a limiter of its own, so a burst of
+registrations can neither exhaust memory nor make reads wait.
 
 Each argon2id hash holds ARGON2_MEMORY_KIB while it runs. On the shared thread pool (40 threads),
 200 concurrent registrations at the defaults took one worker from 93 MiB to 2.3 GiB, and reads on

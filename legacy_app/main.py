@@ -6,7 +6,7 @@ Base.metadata.create_all() to that engine, or override get_db through app.depend
 import gc
 import logging
 import sys
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Tuple
 
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
@@ -15,7 +15,7 @@ from sqlalchemy.engine import Engine
 from . import compat, database, db_metrics, migrate
 from .config import ConfigError, Settings
 from .connections import log_accept_errors_once_per_interval
-from .database import create_engine_from
+from .database import create_engine_from, for_maintenance
 from .errors import COMMON_RESPONSES, install_error_handlers
 from .hashing_lane import make_hashing_lane
 from .http_edges import RequestEdges
@@ -57,7 +57,7 @@ def create_app(
     def startup() -> None:
         log_accept_errors_once_per_interval()  # not a traceback per failed accept() (README: Connections)
         if settings.migrate_on_start:  # `serve` migrates before its workers start, and turns this off
-            note, done = migrate.upgrade_on_start(engine)
+            note, done = _upgrade_on_start(engine, settings)
             if note:
                 logger.warning("%s", note)
             logger.info("%s", done)
@@ -103,6 +103,18 @@ def create_app(
 
         stop_tracing = install_tracing(app, engine, tracer_provider)
     return app
+
+
+def _upgrade_on_start(engine: Engine, settings: Settings) -> Tuple[Optional[str], str]:
+    """Migrate the app's database through an engine without the statement timeout (for_maintenance)."""
+    if engine.dialect.name == "sqlite":  # no statement timeout; an in-memory database is this engine's alone
+        return migrate.upgrade_on_start(engine)
+    url = engine.url.render_as_string(hide_password=False)
+    maintenance = create_engine_from(for_maintenance(settings.with_overrides(database_url=url)))
+    try:
+        return migrate.upgrade_on_start(maintenance)
+    finally:
+        maintenance.dispose()
 
 
 try:

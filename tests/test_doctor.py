@@ -137,8 +137,13 @@ def test_a_requests_file_replaces_the_openapi_requests(tmp_path):
     (["decorator_middleware:get_db"], "legacy_app doctor: decorator_middleware:get_db is not an ASGI app"),
     (["decorator_middleware"], "legacy_app doctor: TARGET must be module:attribute"),
     (["decorator_middleware:app", "--requests", "missing.json"], "legacy_app doctor: cannot read requests from"),
+    (["decorator_middleware:app", "--requests", "non-latin-1-header.json"],
+     "legacy_app doctor: non-latin-1-header.json: request 1: header names and values must be strings of Latin-1"),
+    (["decorator_middleware:app", "--html", "no-such-directory/page.html"],
+     "legacy_app doctor: cannot write the page to no-such-directory/page.html"),
 ])
 def test_a_target_that_cannot_be_run_exits_2_with_one_line_saying_why(args, why, tmp_path):
+    (tmp_path / "non-latin-1-header.json").write_text(json.dumps([{"method": "GET", "path": "/", "headers": {"x-name": "Ж"}}]))
     result = doctor(*args, "--app-dir", str(APPS), database_url=f"sqlite:///{tmp_path / 'app.db'}", cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.startswith(why)

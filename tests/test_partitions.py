@@ -15,12 +15,13 @@ from sqlalchemy.orm import Session
 
 from legacy_app.config import ASGI_MIDDLEWARE, ConfigError, Settings
 from legacy_app.connection_deadline import ANSWER_GRACE_SECONDS, PING_SECONDS
-from legacy_app.database import CONNECT_TIMEOUT_SECONDS, create_engine_from
+from legacy_app.database import CONNECT_TIMEOUT_SECONDS, create_engine_from, for_maintenance
 from legacy_app.main import create_app
 from legacy_app.routers.health import READY_TIMEOUT_SECONDS
 from tools.drills.tcp_proxy import TcpProxy
 
 from .conftest import FAST_HASHING, database_url_for, reset_database
+from .live_server import wait_until
 
 
 @pytest.fixture(params=["postgresql", "mariadb"])
@@ -140,6 +141,30 @@ def test_readiness_answers_503_within_its_timeout_while_the_database_is_black_ho
     assert READY_TIMEOUT_SECONDS - 0.1 < took < READY_TIMEOUT_SECONDS + 1
 
 
+def test_readiness_probes_during_a_partition_share_one_check_and_one_connection(postgres_url):
+    # DB_STATEMENT_TIMEOUT=0, as behind PgBouncer: nothing cuts a silent connection, so a check
+    # started per probe would each hold a thread and a connection for as long as the partition lasts.
+    target = make_url(postgres_url)
+    proxy = TcpProxy(target.host or "127.0.0.1", target.port or 5432).start()
+    proxied = target.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    app = create_app(Settings(database_url=proxied, session_strategy=ASGI_MIDDLEWARE, statement_timeout=0, **FAST_HASHING))
+    try:
+        with TestClient(app) as client:
+            assert client.get("/health/ready").status_code == 200
+            proxy.black_hole()
+            for _ in range(3):
+                response, took = timed_get(client, "/health/ready")
+                assert response.status_code == 503 and took < READY_TIMEOUT_SECONDS + 1
+            assert app.state.engine.pool.checkedout() == 1  # the first probe's check, still waiting
+            proxy.restore()  # what was held back arrives: the check ends and the next probe is ready
+            wait_until(lambda: client.get("/health/ready").status_code == 200, timeout=10, message="readiness after the partition")
+            assert app.state.engine.pool.checkedout() == 0
+    finally:
+        proxy.restore()
+        proxy.cut()
+        app.state.engine.dispose()
+
+
 def test_a_request_on_a_pooled_connection_is_503_within_the_deadlines_while_the_database_is_black_holed(black_holed):
     client, proxy = black_holed
     user_id = client.post("/users/", json={"email": "kate@example.com", "password": "pw"}).json()["id"]
@@ -151,6 +176,26 @@ def test_a_request_on_a_pooled_connection_is_503_within_the_deadlines_while_the_
     assert took < PING_SECONDS + CONNECT_TIMEOUT_SECONDS + 1.5
     proxy.restore()
     assert client.get(f"/users/{user_id}").status_code == 200  # no restart needed
+
+
+def test_migrations_and_seeding_run_without_the_statement_timeout(server_url):
+    # `db`, `seed` and the start-up migration use for_maintenance(): an index built on a large table
+    # may rightly run longer than a request's statement.
+    engine = create_engine_from(for_maintenance(Settings(database_url=server_url, statement_timeout=1)))
+    try:
+        with engine.connect() as connection:
+            connection.execute(text(sleep_statement(server_url, 1 + ANSWER_GRACE_SECONDS + 0.5)))
+    finally:
+        engine.dispose()
+
+
+def test_time_spent_between_answered_statements_is_not_cut(postgres_url):
+    # The deadline covers the wait for an answer; a request may hold its connection longer than the
+    # statement timeout while it works on what it got.
+    with engine_for(postgres_url, statement_timeout=1) as engine, engine.connect() as connection:
+        connection.execute(text("SELECT 1"))
+        time.sleep(1 + ANSWER_GRACE_SECONDS + 0.5)
+        assert connection.execute(text("SELECT 2")).scalar() == 2
 
 
 def test_a_statement_whose_answer_never_comes_is_cut_after_the_statement_timeout_and_a_second(postgres_url):

@@ -55,8 +55,18 @@ def load_requests(path: Path) -> List[Dict[str, Any]]:
                 and isinstance(request.get("headers", {}), dict)):
             raise CannotRun(f"{path}: request {n} needs \"method\" and a \"path\" starting with /"
                             " (and \"headers\", if given, an object)")
+        if not all(isinstance(value, str) and _is_latin_1(f"{name}{value}") for name, value in request.get("headers", {}).items()):
+            raise CannotRun(f"{path}: request {n}: header names and values must be strings of Latin-1 characters (HTTP/1.1)")
     return [{"method": r["method"].upper(), "path": r["path"], "json": r.get("json"), "headers": r.get("headers", {})}
             for r in requests]
+
+
+def _is_latin_1(text: str) -> bool:
+    try:
+        text.encode("latin-1")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def openapi_requests(schema: Dict[str, Any]) -> List[Dict[str, Any]]:

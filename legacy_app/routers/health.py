@@ -1,11 +1,12 @@
+import asyncio
 import logging
+from typing import Any, Optional
 
-import anyio
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.engine import Engine
 
-from .. import compat, migrate
+from .. import migrate
 from ..errors import RETRY_AFTER_SECONDS
 
 logger = logging.getLogger("legacy_app")
@@ -32,11 +33,9 @@ async def ready(request: Request):
     without Retry-After (waiting will not fix it: `db upgrade` will), while the schema is behind the code.
     """
     try:
-        with anyio.fail_after(READY_TIMEOUT_SECONDS):
-            # A connection of its own, not the request's session: a check given up on keeps its
-            # thread until the database answers or the connection is cut (connection_deadline).
-            reason = await compat.run_in_thread_abandoned_on_cancel(_not_ready_reason, request.app.state.engine)
-    except TimeoutError:
+        # shield: a probe that gives up leaves the check running for the next probe to wait on.
+        reason = await asyncio.wait_for(asyncio.shield(_check_in_flight(request.app.state)), READY_TIMEOUT_SECONDS)
+    except asyncio.TimeoutError:
         logger.warning("503 for a readiness check: the database did not answer within %g s", READY_TIMEOUT_SECONDS)
         return JSONResponse(status_code=503, content={"detail": f"Database did not answer within {READY_TIMEOUT_SECONDS:g} s"},
                             headers={"Retry-After": RETRY_AFTER_SECONDS})
@@ -45,7 +44,27 @@ async def ready(request: Request):
     return {"status": "ready"}
 
 
-def _not_ready_reason(engine: Engine):
+def _check_in_flight(state: Any) -> "asyncio.Future[Optional[str]]":
+    """The check still running, or a new one: a database that never answers ties up one thread and
+    one connection, not one per probe, until the connection is cut (connection_deadline, or the
+    TCP timeouts where DB_STATEMENT_TIMEOUT=0)."""
+    loop = asyncio.get_running_loop()
+    check = getattr(state, "ready_check", None)
+    if check is None or check.done() or check.get_loop() is not loop:
+        # A connection of its own, not a request's session, in the loop's executor: the shared
+        # thread pool keeps its tokens for requests.
+        check = state.ready_check = loop.run_in_executor(None, _not_ready_reason, state.engine)
+        check.add_done_callback(_retrieve)
+    return check
+
+
+def _retrieve(check: "asyncio.Future[Optional[str]]") -> None:
+    # A check no probe waited for to the end: its error was answered as a timeout already.
+    if not check.cancelled():
+        check.exception()
+
+
+def _not_ready_reason(engine: Engine) -> Optional[str]:
     with engine.connect() as connection:
         # Reading the version table is the query that proves the database answers.
         return migrate.schema_state(connection).not_ready_reason()

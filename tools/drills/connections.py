@@ -81,7 +81,6 @@ def idle_connections(url: str, log_dir: Path, file_limit: int = FILE_LIMIT, beyo
         log = server.log()
         log_growth = server.log_path.stat().st_size - log_before
     statuses = Counter(str(status) for status, _, _ in probes)
-    answered = [latency for status, latency, _ in probes if status in (200, 503)]
     first_200 = next((round(at, 1) for status, _, at in probes if status == 200), None)
     # serve: /health answers again while the idle connections are still held (HEADER_TIMEOUT closed
     # them). Plain uvicorn has no header timeout: there, a quiet log is what is asked.
