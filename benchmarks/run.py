@@ -189,8 +189,9 @@ class Bench:
         return [r[endpoint][name] for r in self.rounds if name in r.get(endpoint, {})]
 
     def ratios(self, endpoint: str, name: str, baseline: str) -> List[float]:
-        """name / baseline within each round that measured both."""
-        return [r[endpoint][name] / r[endpoint][baseline] for r in self.rounds if {name, baseline} <= r.get(endpoint, {}).keys()]
+        """name / baseline within each round that measured both (infinite where the baseline completed no request)."""
+        return [r[endpoint][name] / r[endpoint][baseline] if r[endpoint][baseline] else float("inf")
+                for r in self.rounds if {name, baseline} <= r.get(endpoint, {}).keys()]
 
     def pinning(self) -> str:
         if self.server_cpus and self.wrk_cpus:

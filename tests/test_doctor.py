@@ -32,12 +32,14 @@ NOT_CLOSED_AND_OPEN = ["connection_leaked", "session_not_closed", "transaction_l
 # response, so the background task (and its use of the closed session) never runs; Starlette 1.x runs it.
 HANGUP_CANCELS_BACKGROUND = starlette.__version__.startswith("0.20")
 
-# target -> {(path, client hung up): hazards}
-KNOWN_ANSWERS: Dict[str, Dict[Tuple[str, bool], List[str]]] = {
+# target -> {(path, client hung up): hazards, or a tuple of the answers timing decides between}
+KNOWN_ANSWERS: Dict[str, Dict[Tuple[str, bool], Any]] = {
     "decorator_middleware:app": {
         ("/users/", False): [], ("/users/", True): [],
         ("/report", False): USED_AFTER_CLOSE,
-        ("/report", True): [] if HANGUP_CANCELS_BACKGROUND else USED_AFTER_CLOSE,
+        # On 0.20 the hang-up cancels the task only if it reaches the middleware before the task
+        # starts: on a loaded machine it may come too late (seen with CI's two stacks side by side).
+        ("/report", True): ([], USED_AFTER_CLOSE) if HANGUP_CANCELS_BACKGROUND else USED_AFTER_CLOSE,
     },
     "pure_asgi_middleware:app": {
         ("/users/", False): [], ("/users/", True): [], ("/report", False): [], ("/report", True): [],
@@ -91,10 +93,13 @@ def test_the_doctor_reports_exactly_the_known_hazards_of_each_app(target, app_da
     assert result.returncode in (0, 1), result.stderr
     document = json.loads(result.stdout)
     expected = KNOWN_ANSWERS[target]
-    assert hazards_by_route(document) == expected
-    assert result.returncode == (1 if any(expected.values()) else 0)
+    actual = hazards_by_route(document)
+    assert actual.keys() == expected.keys()
+    for route, answer in expected.items():
+        assert actual[route] in (answer if isinstance(answer, tuple) else (answer,)), route
+    assert result.returncode == (1 if any(actual.values()) else 0)
     totals = {}
-    for hazards in expected.values():
+    for hazards in actual.values():
         for code in hazards:
             totals[code] = totals.get(code, 0) + 1
     assert document["hazards"] == totals
