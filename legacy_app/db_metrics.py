@@ -78,8 +78,7 @@ def measure_sessions(factory: SessionFactory, metrics: Metrics) -> SessionFactor
 
 
 def _measured_session_class(base: type, metrics: Metrics, refuses_late_use: bool) -> type:
-    sessions_open = metrics.sessions_open
-    session_duration = metrics.session_duration
+    sessions = metrics.sessions
     used_after_close = metrics.sessions_used_after_close
 
     class MeasuredSession(base):  # type: ignore[valid-type, misc]
@@ -92,7 +91,7 @@ def _measured_session_class(base: type, metrics: Metrics, refuses_late_use: bool
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self._opened_at = perf_counter()
-            sessions_open.inc()
+            sessions.opened()
 
         def close(self) -> None:
             try:
@@ -100,8 +99,7 @@ def _measured_session_class(base: type, metrics: Metrics, refuses_late_use: bool
             finally:
                 opened_at, self._opened_at = self._opened_at, None
                 if opened_at is not None:
-                    sessions_open.dec()
-                    session_duration.observe(perf_counter() - opened_at)
+                    sessions.closed(perf_counter() - opened_at)
 
         if refuses_late_use:
 

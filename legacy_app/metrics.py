@@ -14,6 +14,8 @@ from typing import Iterator, Optional
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from .session_metrics import session_metrics
+
 MULTIPROC_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 
 # Seconds. A read here takes about half a millisecond; the pool timeout defaults to 10 s and
@@ -57,14 +59,7 @@ class Metrics:
             "db_pool_timeouts_total", "Requests answered 503 because no connection was free within DB_POOL_TIMEOUT",
             registry=registry,
         )
-        self.sessions_open = Gauge(
-            "db_sessions_open", "Database sessions created and not yet closed",
-            registry=registry, multiprocess_mode="livesum",
-        )
-        self.session_duration = Histogram(
-            "db_session_duration_seconds", "Time from a session's creation to its close",
-            buckets=REQUEST_BUCKETS, registry=registry,
-        )
+        self.sessions = session_metrics(registry, REQUEST_BUCKETS, MULTIPROC_DIR_VARIABLE)  # db_sessions_open, db_session_duration_seconds
         self.transaction_duration = Histogram(
             "db_transaction_duration_seconds", "Time a session's transaction held its connection, begin to end",
             buckets=TRANSACTION_BUCKETS, registry=registry,

@@ -1,10 +1,12 @@
 """GET /metrics: exact request counts by route template and status, the pool, sessions and
 transactions, and nothing a client sent in any label. One process here; several in test_metrics_workers."""
+from concurrent.futures import ThreadPoolExecutor
 from typing import Dict, FrozenSet, Tuple
 
 import pytest
 from fastapi import BackgroundTasks
 from fastapi.testclient import TestClient
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
@@ -16,7 +18,9 @@ from legacy_app.config import HTTP_MIDDLEWARE, YIELD_DEPENDENCY, Settings
 from legacy_app.deps import DbSession
 from legacy_app.http_metrics import METHODS, OTHER_METHOD, UNMATCHED
 from legacy_app.main import create_app
+from legacy_app.metrics import MULTIPROC_DIR_VARIABLE, REQUEST_BUCKETS, Metrics
 from legacy_app.models import User
+from legacy_app.session_metrics import KeptInProcess, WrittenAsTheyChange
 
 from tools.drills.tcp_proxy import TcpProxy
 
@@ -271,3 +275,50 @@ def test_add_and_commit_on_a_closed_session_are_not_counted(closed_http_middlewa
     else:
         use()
     assert value(parse(metrics.scrape().decode()), "db_sessions_used_after_close_total") == 0
+
+
+SESSION_DURATIONS = (0.0, 1e-9, 0.001, 0.0010001, 0.0025, 0.3, 10.0, 11.0)  # on bounds, between, beyond the last
+
+
+def test_session_figures_kept_in_process_read_exactly_as_prometheus_clients_own_gauge_and_histogram():
+    kept_registry, library_registry = CollectorRegistry(), CollectorRegistry()
+    kept = KeptInProcess(kept_registry, REQUEST_BUCKETS)
+    library = WrittenAsTheyChange(library_registry, REQUEST_BUCKETS)
+    for figures in (kept, library):
+        for seconds in SESSION_DURATIONS:
+            figures.opened()
+            figures.closed(seconds)
+        figures.opened()  # one still open
+    # The library's histogram adds a `_created` timestamp: the one sample the two may differ in.
+    kept_samples = parse(generate_latest(kept_registry).decode())
+    library_samples = {key: v for key, v in parse(generate_latest(library_registry).decode()).items()
+                       if not key[0].endswith("_created")}
+    assert kept_samples == library_samples
+    assert value(kept_samples, "db_sessions_open") == 1
+    assert value(kept_samples, "db_session_duration_seconds_count") == len(SESSION_DURATIONS)
+
+
+def test_session_figures_kept_in_process_stay_exact_when_threads_open_and_close_at_once():
+    registry = CollectorRegistry()
+    kept = KeptInProcess(registry, REQUEST_BUCKETS)
+    threads, sessions_each = 8, 5_000
+
+    def open_and_close() -> None:
+        for _ in range(sessions_each):
+            kept.opened()
+            kept.closed(0.0002)
+
+    with ThreadPoolExecutor(threads) as pool:
+        for done in [pool.submit(open_and_close) for _ in range(threads)]:
+            done.result()
+    samples = parse(generate_latest(registry).decode())
+    assert value(samples, "db_sessions_open") == 0
+    assert value(samples, "db_session_duration_seconds_count") == threads * sessions_each
+    assert value(samples, "db_session_duration_seconds_bucket", le="0.001") == threads * sessions_each
+
+
+def test_several_workers_keep_session_figures_in_prometheus_clients_own_objects(monkeypatch, tmp_path):
+    monkeypatch.setenv(MULTIPROC_DIR_VARIABLE, str(tmp_path))
+    assert isinstance(Metrics().sessions, WrittenAsTheyChange)
+    monkeypatch.delenv(MULTIPROC_DIR_VARIABLE)
+    assert isinstance(Metrics().sessions, KeptInProcess)
