@@ -59,7 +59,8 @@ class Metrics:
             "db_pool_timeouts_total", "Requests answered 503 because no connection was free within DB_POOL_TIMEOUT",
             registry=registry,
         )
-        self.sessions = session_metrics(registry, REQUEST_BUCKETS, MULTIPROC_DIR_VARIABLE)  # db_sessions_open, db_session_duration_seconds
+        # db_sessions_open and db_session_duration_seconds
+        self.sessions = session_metrics(registry, REQUEST_BUCKETS, multiprocess=bool(os.environ.get(MULTIPROC_DIR_VARIABLE)))
         self.transaction_duration = Histogram(
             "db_transaction_duration_seconds", "Time a session's transaction held its connection, begin to end",
             buckets=TRANSACTION_BUCKETS, registry=registry,

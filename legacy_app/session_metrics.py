@@ -9,7 +9,6 @@ workers every worker must write its values to the shared directory as they chang
 library's own Gauge and Histogram keep them.
 """
 import itertools
-import os
 import threading
 from bisect import bisect_left
 from typing import Iterator, Protocol, Sequence
@@ -32,10 +31,8 @@ class SessionMetrics(Protocol):
     def closed(self, seconds: float) -> None: ...
 
 
-def session_metrics(registry: CollectorRegistry, buckets: Sequence[float], multiprocess_variable: str) -> SessionMetrics:
-    if os.environ.get(multiprocess_variable):
-        return WrittenAsTheyChange(registry, buckets)
-    return KeptInProcess(registry, buckets)
+def session_metrics(registry: CollectorRegistry, buckets: Sequence[float], *, multiprocess: bool) -> SessionMetrics:
+    return WrittenAsTheyChange(registry, buckets) if multiprocess else KeptInProcess(registry, buckets)
 
 
 class KeptInProcess:
