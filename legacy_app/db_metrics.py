@@ -5,7 +5,6 @@ subclass of the factory's Session class; transactions and the wait for a connect
 events on its sessionmaker; connections in use by the pool (read at scrape time, or kept by its
 checkout and checkin events under several workers).
 """
-import os
 from time import perf_counter
 from typing import Any, Callable, Optional
 
@@ -14,7 +13,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
 from . import compat
-from .metrics import MULTIPROC_DIR_VARIABLE, Metrics
+from .metrics import Metrics, multiprocess_mode
 
 SessionFactory = Callable[[], Session]
 
@@ -52,7 +51,7 @@ def measure_pool(engine: Engine, metrics: Metrics) -> None:
 
 def counts_by_events() -> bool:
     """Whether gauges must be kept by events: in multiprocess mode, a scrape reads only files."""
-    return bool(os.environ.get(MULTIPROC_DIR_VARIABLE))
+    return multiprocess_mode()
 
 
 def _capacity(engine: Engine) -> int:

@@ -60,7 +60,7 @@ class Metrics:
             registry=registry,
         )
         # db_sessions_open and db_session_duration_seconds
-        self.sessions = session_metrics(registry, REQUEST_BUCKETS, multiprocess=bool(os.environ.get(MULTIPROC_DIR_VARIABLE)))
+        self.sessions = session_metrics(registry, REQUEST_BUCKETS, multiprocess=multiprocess_mode())
         self.transaction_duration = Histogram(
             "db_transaction_duration_seconds", "Time a session's transaction held its connection, begin to end",
             buckets=TRANSACTION_BUCKETS, registry=registry,
@@ -81,6 +81,11 @@ class Metrics:
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry, path=directory)
         return generate_latest(registry)
+
+
+def multiprocess_mode() -> bool:
+    """Whether every worker writes its values to PROMETHEUS_MULTIPROC_DIR, and a scrape reads them from there."""
+    return bool(os.environ.get(MULTIPROC_DIR_VARIABLE))
 
 
 def install_metrics(app: FastAPI, metrics: Metrics) -> None:
