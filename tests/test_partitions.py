@@ -109,20 +109,29 @@ def test_a_request_whose_statement_runs_out_of_time_is_503_and_the_service_goes_
         app.state.engine.dispose()
 
 
-@pytest.fixture
-def black_holed(postgres_url):
-    """The service on PostgreSQL through a proxy the test can black-hole, with a statement timeout of 2 s."""
+@contextmanager
+def served_through_a_proxy(postgres_url: str, statement_timeout: int):
+    """(client, proxy, app): the service on PostgreSQL through a proxy the test can black-hole."""
     target = make_url(postgres_url)
     proxy = TcpProxy(target.host or "127.0.0.1", target.port or 5432).start()
     proxied = target.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
-    app = create_app(Settings(database_url=proxied, session_strategy=ASGI_MIDDLEWARE, statement_timeout=2, **FAST_HASHING))
+    settings = Settings(database_url=proxied, session_strategy=ASGI_MIDDLEWARE, statement_timeout=statement_timeout,
+                        **FAST_HASHING)
+    app = create_app(settings)
     try:
         with TestClient(app) as client:
-            yield client, proxy
+            yield client, proxy, app
     finally:
         proxy.restore()
         proxy.cut()
         app.state.engine.dispose()
+
+
+@pytest.fixture
+def black_holed(postgres_url):
+    """The service through a proxy the test can black-hole, with a statement timeout of 2 s."""
+    with served_through_a_proxy(postgres_url, statement_timeout=2) as (client, proxy, _app):
+        yield client, proxy
 
 
 def timed_get(client, path: str):
@@ -144,25 +153,16 @@ def test_readiness_answers_503_within_its_timeout_while_the_database_is_black_ho
 def test_readiness_probes_during_a_partition_share_one_check_and_one_connection(postgres_url):
     # DB_STATEMENT_TIMEOUT=0, as behind PgBouncer: nothing cuts a silent connection, so a check
     # started per probe would each hold a thread and a connection for as long as the partition lasts.
-    target = make_url(postgres_url)
-    proxy = TcpProxy(target.host or "127.0.0.1", target.port or 5432).start()
-    proxied = target.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
-    app = create_app(Settings(database_url=proxied, session_strategy=ASGI_MIDDLEWARE, statement_timeout=0, **FAST_HASHING))
-    try:
-        with TestClient(app) as client:
-            assert client.get("/health/ready").status_code == 200
-            proxy.black_hole()
-            for _ in range(3):
-                response, took = timed_get(client, "/health/ready")
-                assert response.status_code == 503 and took < READY_TIMEOUT_SECONDS + 1
-            assert app.state.engine.pool.checkedout() == 1  # the first probe's check, still waiting
-            proxy.restore()  # what was held back arrives: the check ends and the next probe is ready
-            wait_until(lambda: client.get("/health/ready").status_code == 200, timeout=10, message="readiness after the partition")
-            assert app.state.engine.pool.checkedout() == 0
-    finally:
-        proxy.restore()
-        proxy.cut()
-        app.state.engine.dispose()
+    with served_through_a_proxy(postgres_url, statement_timeout=0) as (client, proxy, app):
+        assert client.get("/health/ready").status_code == 200
+        proxy.black_hole()
+        for _ in range(3):
+            response, took = timed_get(client, "/health/ready")
+            assert response.status_code == 503 and took < READY_TIMEOUT_SECONDS + 1
+        assert app.state.engine.pool.checkedout() == 1  # the first probe's check, still waiting
+        proxy.restore()  # what was held back arrives: the check ends and the next probe is ready
+        wait_until(lambda: client.get("/health/ready").status_code == 200, timeout=10, message="readiness after the partition")
+        assert app.state.engine.pool.checkedout() == 0
 
 
 def test_a_request_on_a_pooled_connection_is_503_within_the_deadlines_while_the_database_is_black_holed(black_holed):
