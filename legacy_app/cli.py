@@ -9,12 +9,15 @@ import sys
 from pathlib import Path
 from typing import List, Optional, Tuple
 
-from alembic.util import CommandError
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Engine
+from sqlalchemy.engine.url import make_url  # 1.3 has it here only
 from sqlalchemy.exc import SQLAlchemyError
 
 from .config import LOG_LEVELS, STRATEGIES, ConfigError, Settings, check_database_url
-from .seeding.records import SeedFileError
+
+# The slim install (`pip install legacy_app`) has the session middleware and this command line; the
+# commands that serve, migrate, seed or compare need what the `service` extra adds.
+SERVICE_EXTRA = "pip install 'legacy_app[service]'"
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
@@ -309,9 +312,26 @@ class _HelpWithDefaults(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from .migrate import revisions
+def _one_line_errors() -> Tuple[type, ...]:
+    """The service's own errors that main() prints as one line (none in the slim install)."""
+    try:
+        from alembic.util import CommandError
 
+        from .seeding.records import SeedFileError
+    except ImportError:
+        return ()
+    return (CommandError, SeedFileError)
+
+
+def _revisions_text() -> str:
+    try:
+        from .migrate import revisions
+    except ImportError:
+        return f"head, base, or one of this code's revisions (listed once the service extra is installed: {SERVICE_EXTRA})"
+    return f"head, base, or one of this code's revisions: {', '.join(revisions())}"
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="legacy_app", description=__doc__, formatter_class=_HelpWithDefaults)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
@@ -330,7 +350,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve_parser.add_argument("--log-level", choices=LOG_LEVELS, help="(default: LOG_LEVEL, else info)")
     serve_parser.set_defaults(run=serve)
 
-    accepted = f"head, base, or one of this code's revisions: {', '.join(revisions())}"
+    accepted = _revisions_text()
     db_parser = add_command("db", help="schema migrations on DATABASE_URL", description=f"Revisions: {accepted}.")
     actions = db_parser.add_subparsers(dest="action", metavar="ACTION")
     actions.required = True
@@ -423,11 +443,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     except CommandFailed as error:
         print(f"legacy_app {args.command}: {error}", file=sys.stderr)
         return 1
-    except SeedFileError as error:
-        print(f"legacy_app seed: {error}", file=sys.stderr)
-        return 1
-    except CommandError as error:
+    except _one_line_errors() as error:  # a seed file's or a migration's error
         print(f"legacy_app {args.command}: {error}", file=sys.stderr)
+        return 1
+    except ImportError as error:  # the slim install, or a stack older than the service's
+        module = error.name or "legacy_app"
+        if module.split(".")[0] == "legacy_app":
+            raise
+        why = f"{module} is not installed" if isinstance(error, ModuleNotFoundError) else f"this {module} is too old"
+        print(f"legacy_app {args.command}: needs the service extra ({why}): {SERVICE_EXTRA}", file=sys.stderr)
         return 1
     except SQLAlchemyError as error:
         print(f"legacy_app {args.command}: database error: {_first_line(error)}", file=sys.stderr)

@@ -1,18 +1,34 @@
-"""How a request gets its database session: three strategies, get_db, and the close policy.
+"""How a request gets its database session: the middleware, get_db, and the close policy.
 
-The crud + router layer only ever asks for `get_db`; which strategy provides the session is
-decided once per app, by install_session_strategy().
+The public API (``__all__``) is what other apps add in one line; it imports only FastAPI/Starlette
+and SQLAlchemy, reads no setting and builds no engine, and runs on FastAPI 0.65+ / Starlette 0.14+ /
+SQLAlchemy 1.3.24+ (docs/middleware.md)::
+
+    from legacy_app.sessions import DBSessionMiddleware, get_db
+    app.add_middleware(DBSessionMiddleware, session_factory=SessionLocal)
+
+The rest is the service's: its three strategies (install_session_strategy) over one crud + router
+layer that only ever asks for `get_db`.
 """
+import asyncio
 from typing import Any, Awaitable, Callable, Dict, Iterator
 
-import anyio
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
+from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from . import compat
 from .config import ASGI_MIDDLEWARE, HTTP_MIDDLEWARE, YIELD_DEPENDENCY
+
+try:  # Starlette 0.15+ runs on anyio; 0.14 (FastAPI < 0.69) has plain asyncio only
+    import anyio
+    import anyio.to_thread
+except ImportError:  # pragma: no cover - exercised in the FastAPI 0.65 environment
+    anyio = None  # type: ignore[assignment]
+
+__all__ = ["AsyncDBSessionMiddleware", "DBSessionMiddleware", "SessionMiddlewareMissing", "get_db"]
 
 SessionFactory = Callable[[], Session]
 
@@ -22,23 +38,141 @@ class SessionMiddlewareMissing(RuntimeError):
 
 
 async def get_db(request: Request) -> Session:
-    """The session the middleware stored on request.state.db (async: no thread hop for a read)."""
+    """The session the middleware stored on request.state.db (async: no thread hop to read it)."""
     try:
         return request.state.db
     except AttributeError:
         raise SessionMiddlewareMissing(
-            "request.state.db is not set: no database session middleware is installed. "
-            "Build the app with legacy_app.main.create_app(), or call "
-            "legacy_app.sessions.install_session_strategy(app, strategy, session_factory)."
+            "request.state.db is not set: no database session middleware is installed. Add "
+            "app.add_middleware(DBSessionMiddleware, session_factory=SessionLocal) "
+            "(from legacy_app.sessions import DBSessionMiddleware)."
         ) from None
+
+
+# --- the close policy -------------------------------------------------------------------------------
+
+_SQLALCHEMY_CLOSE = Session.close
+
+
+def _close_is_sqlalchemys_own(factory: Any) -> bool:
+    """Whether the sessions of `factory` close with SQLAlchemy's own, unwrapped Session.close().
+
+    Only then may an empty session's close() be skipped: a subclass's close() (a cache, a counter)
+    or a wrapper around it (instrumentation) must run, and a session made to refuse use once closed
+    (2.x close_resets_only=False) must be closed to refuse it.
+    """
+    if not isinstance(factory, sessionmaker) or not hasattr(Session, "in_transaction"):  # 1.3: always close
+        return False
+    close = factory.class_.close
+    return (
+        close is _SQLALCHEMY_CLOSE
+        and getattr(close, "__module__", None) == "sqlalchemy.orm.session"
+        and factory.kw.get("close_resets_only", True) is not False
+    )
+
+
+async def close_session(db: Session, skip_if_empty: bool = False) -> None:
+    """Close `db`: at once when that costs no I/O, in a worker thread when it rolls back.
+
+    Inside a transaction close() rolls back and returns the connection, a round trip that must not
+    block the event loop. As FastAPI does for its own cleanup, the thread is shielded (a cancelled
+    request still returns its connection) and gets a private limiter (a full shared pool of threads
+    must not starve the cleanup that frees it). With `skip_if_empty`, a session that began nothing
+    and holds no object is left as it is: close() would rebuild its identity map and change nothing.
+    """
+    if _holds_a_connection(db):
+        await _close_in_thread(db)
+    elif not skip_if_empty or db.identity_map:
+        db.close()
+
+
+if hasattr(Session, "in_transaction"):  # SQLAlchemy 1.4+
+
+    def _holds_a_connection(db: Session) -> bool:
+        return db.in_transaction()
+
+else:
+
+    def _holds_a_connection(db: Session) -> bool:
+        # 1.3 begins a transaction with every session; it holds connections once a statement ran.
+        transaction = db.transaction
+        return transaction is not None and bool(transaction._connections)
+
+
+async def _close_in_thread(db: Session) -> None:
+    if anyio is not None:
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(db.close, limiter=anyio.CapacityLimiter(1))
+    else:
+        # Shielded: a cancelled request stops waiting, the close still runs to its end.
+        await asyncio.shield(asyncio.get_running_loop().run_in_executor(None, db.close))
+
+
+# --- the public middlewares -------------------------------------------------------------------------
+
+
+class DBSessionMiddleware:
+    """One session per HTTP request, on ``request.state.<state_attribute>``, closed once the app returned.
+
+    A pure ASGI middleware: the session closes after the response body was sent and the background
+    tasks ran, so both may still use it; closing happens even when the app raised or the request
+    was cancelled. `session_factory` is the app's own sessionmaker.
+    """
+
+    def __init__(self, app: ASGIApp, session_factory: SessionFactory, state_attribute: str = "db") -> None:
+        self.app = app
+        self.session_factory = session_factory
+        self.state_attribute = state_attribute
+        self.skip_empty_close = _close_is_sqlalchemys_own(session_factory)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":  # lifespan would keep one session for the whole process
+            await self.app(scope, receive, send)
+            return
+        db = self.session_factory()  # before `try`: a failing factory is reported as itself
+        scope.setdefault("state", {})[self.state_attribute] = db  # what request.state.<name> reads
+        try:
+            await self.app(scope, receive, send)
+        finally:  # close_session(), inlined: this runs on every request
+            if _holds_a_connection(db):
+                await _close_in_thread(db)
+            elif not self.skip_empty_close or db.identity_map:
+                db.close()
+
+
+class AsyncDBSessionMiddleware:
+    """DBSessionMiddleware for SQLAlchemy's AsyncSession (SQLAlchemy 1.4+): `session_factory` is the
+    app's async_sessionmaker (or sessionmaker(class_=AsyncSession)); the close is awaited, after the
+    body and background tasks, and shielded from cancellation."""
+
+    def __init__(self, app: ASGIApp, session_factory: Callable[[], Any], state_attribute: str = "db") -> None:
+        self.app = app
+        self.session_factory = session_factory
+        self.state_attribute = state_attribute
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        db = self.session_factory()
+        scope.setdefault("state", {})[self.state_attribute] = db
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            if anyio is not None:
+                with anyio.CancelScope(shield=True):
+                    await db.close()
+            else:
+                await asyncio.shield(db.close())
+
+
+# --- the service's strategies -----------------------------------------------------------------------
 
 
 class SkipEmptyCloseSession(Session):
     """A Session whose close() returns at once when it holds no transaction and no object.
 
-    The middlewares open and close a session on every request, /health included. Closing an
-    unused one still rebuilds its identity map and event dispatcher: 6 of the 11 µs such a session
-    costs a request (measured in-process). With nothing held there is nothing to return or detach.
+    The yield dependency closes its session itself; this gives it the middleware's close policy.
     """
 
     def close(self) -> None:
@@ -55,6 +189,8 @@ def make_session_factory(engine: Engine, strategy: str = ASGI_MIDDLEWARE) -> Ses
     session closes before streamed bodies and background tasks run, so a closed session refuses
     further use instead of silently opening a transaction on a connection nobody returns.
     """
+    from . import compat  # the service's stack differences; the public API above needs none
+
     options: Dict[str, Any] = {"bind": engine, "autoflush": False, "expire_on_commit": False}
     if strategy == HTTP_MIDDLEWARE:
         options.update(compat.refuse_use_after_close_options())
@@ -63,57 +199,12 @@ def make_session_factory(engine: Engine, strategy: str = ASGI_MIDDLEWARE) -> Ses
     return sessionmaker(**options)
 
 
-async def close_session(db: Session) -> None:
-    """Close on the event loop when that costs no I/O; otherwise in a worker thread.
-
-    Inside a transaction the close rolls back and returns the connection: a round trip that must
-    not block the loop. As FastAPI does for its own cleanup, the thread gets a private limiter (a
-    full shared pool must not starve cleanup, which is what frees it) and a shielded scope (a
-    cancelled request still returns its connection).
-    """
-    if db.in_transaction():
-        await close_in_thread(db)
-    else:
-        db.close()
-
-
-async def close_in_thread(db: Session) -> None:
-    with anyio.CancelScope(shield=True):
-        await anyio.to_thread.run_sync(db.close, limiter=anyio.CapacityLimiter(1))
-
-
-class DBSessionMiddleware:
-    """asgi-middleware: a pure ASGI middleware.
-
-    The session closes once the application has returned: after the response body was sent and
-    background tasks ran, so both may still use it.
-    """
-
-    def __init__(self, app: Any, session_factory: SessionFactory) -> None:
-        self.app = app
-        self.session_factory = session_factory
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":  # lifespan would keep one session for the whole process
-            await self.app(scope, receive, send)
-            return
-        db = self.session_factory()  # before `try`: a failing factory is reported as itself
-        scope.setdefault("state", {})["db"] = db  # what request.state.db reads
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            if db.in_transaction():  # close_session(), inlined: this runs on every request
-                await close_in_thread(db)
-            else:
-                db.close()
-
-
 def add_http_middleware(app: FastAPI, session_factory: SessionFactory) -> None:
-    """http-middleware: the `@app.middleware("http")` form of older apps, hardened.
+    """http-middleware: the `@app.middleware("http")` form of older apps, hardened; kept for comparison.
 
     call_next() returns as soon as the response starts, so this closes the session before the
     body is streamed and before background tasks run; make_session_factory() gives this strategy
-    sessions that then refuse late use.
+    sessions that then refuse late use. Not part of the public API: it cuts streams short by design.
     """
 
     @app.middleware("http")
