@@ -62,7 +62,7 @@ def test_operations_are_described_by_their_docstrings():
 
 
 def test_both_stacks_publish_the_same_descriptions():
-    other = ".venv" if not compat.PYDANTIC_V2 else ".venv-legacy"
+    other = ".venvs/current" if not compat.PYDANTIC_V2 else ".venvs/legacy"
     python = REPO_ROOT / other / "bin" / "python"
     if not python.exists():
         pytest.skip(f"the other stack's virtualenv {other} is not installed (scripts/test.sh with its STACK makes it)")

@@ -13,8 +13,8 @@ from legacy_app.server_process import PACKAGE_PARENT
 from .live_server import LiveServer
 
 # The stack whose virtualenv runs these tests is the one the scripts must use.
-STACK = "legacy" if ".venv-legacy" in sys.prefix else "current"
-VENV_BIN = PACKAGE_PARENT / (".venv-legacy" if STACK == "legacy" else ".venv") / "bin"
+STACK = "legacy" if Path(sys.prefix).name == "legacy" else "current"
+VENV_BIN = PACKAGE_PARENT / ".venvs" / STACK / "bin"
 RUN_SH = ["bash", str(PACKAGE_PARENT / "scripts" / "run.sh")]
 needs_script_venv = pytest.mark.skipif(
     Path(sys.prefix).resolve() != VENV_BIN.parent.resolve(), reason="runs under the scripts' virtualenv only (scripts/test.sh)"

@@ -27,9 +27,8 @@ EXAMPLES = REPO_ROOT / "scripts" / "examples"
 
 def seed_over_http(*args: str, env: Optional[Dict[str, str]] = None, cwd: Path = REPO_ROOT) -> subprocess.CompletedProcess:
     """scripts/seed.sh when this interpreter is that script's virtualenv; else the module it runs."""
-    venv = Path(sys.prefix).name
-    stack = {".venv": "current", ".venv-legacy": "legacy"}.get(venv)
-    if stack and Path(sys.prefix).parent == REPO_ROOT:
+    stack = Path(sys.prefix).name  # .venvs/current or .venvs/legacy
+    if stack in ("current", "legacy") and Path(sys.prefix).parent == REPO_ROOT / ".venvs":
         command = ["bash", str(REPO_ROOT / "scripts" / "seed.sh"), *args]
         base_env = {"STACK": stack, "PATH": "/usr/bin:/bin"}
     else:
