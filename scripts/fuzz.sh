@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fuzz a live server with schemathesis: every default check, the stateful phase, a fixed seed.
 #   SERVER_STACK=current|legacy   the stack that serves (default current); schemathesis itself
-#                                 always runs from the current stack's .venv (it needs anyio 4)
+#                                 always runs from the current stack's .venvs/current (it needs anyio 4)
 #   DATABASE_URL                  as for run.sh (default: a temporary SQLite file)
 #   MAX_EXAMPLES (200), SEED (20261124)
 # Extra arguments go to `schemathesis run`. Exits non-zero on any failure.

@@ -3,10 +3,12 @@ requirements.txt lists (its one source); it holds the package only, nothing that
 measured or broken."""
 import configparser
 import email
+import os
 import shutil
 import subprocess
 import sys
 import zipfile
+from pathlib import Path
 from importlib import metadata
 from typing import Iterator, List, Optional
 
@@ -108,3 +110,25 @@ def test_no_module_in_the_wheel_serves_a_route_that_misbehaves_on_purpose(wheel)
     modules = [name for name in wheel.namelist() if name.endswith(".py")]
     assert modules
     assert [name for name in modules if "/probe/control" in wheel.read(name).decode()] == []
+
+
+def test_uv_sync_makes_the_slim_install_and_uv_run_serves_the_command_line(tmp_path):
+    """`uv sync && uv run legacy-app --help` in a fresh copy: uv's .venv gets the slim install, and
+    the scripts' virtualenvs (.venvs/) are not touched."""
+    uv = shutil.which("uv", path=str(Path(sys.executable).parent))
+    if uv is None:
+        pytest.skip("uv is not installed in this virtualenv (requirements-test.txt brings it)")
+    source = tmp_path / "clone"
+    shutil.copytree(REPO_ROOT, source, ignore=shutil.ignore_patterns(
+        ".git", ".venv*", ".hypothesis", ".schemathesis", "build", "*.egg-info", "__pycache__", "*.db", "uv.lock"))
+    env = {key: value for key, value in os.environ.items() if key not in ("VIRTUAL_ENV", "UV_PROJECT_ENVIRONMENT")}
+    synced = subprocess.run([uv, "sync", "--quiet"], cwd=source, env=env, capture_output=True, text=True, timeout=300)
+    assert synced.returncode == 0, synced.stderr
+    helped = subprocess.run([uv, "run", "--quiet", "legacy-app", "--help"], cwd=source, env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert helped.returncode == 0, helped.stderr
+    assert helped.stdout.startswith("usage: legacy_app")
+    slim = subprocess.run([uv, "run", "--quiet", "python", "-c", "import legacy_app.sessions, alembic"], cwd=source,
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert "No module named 'alembic'" in slim.stderr  # the public API imported; the service's libraries absent
+    assert (source / ".venv").is_dir() and not (source / ".venvs").exists()
