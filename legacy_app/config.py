@@ -206,6 +206,10 @@ def check_database_url(url: str, name: str = "DATABASE_URL") -> None:
         dialect = parsed.get_dialect()
     except NoSuchModuleError:
         raise ConfigError(f"{name} names {scheme!r}, which is not a SQLAlchemy dialect: {instead}{accepted}") from None
+    if getattr(dialect, "is_async", False):  # asyncpg, aiosqlite, ...: the service's engine is synchronous
+        raise ConfigError(
+            f"{name} names an asyncio driver ({scheme}://), which the service cannot use: {instead}{accepted}"
+        )
     try:
         compat.import_dbapi(dialect)
     except ImportError as error:

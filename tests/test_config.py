@@ -81,9 +81,14 @@ ACCEPTED_FORMS = (
         ("mariadb://app@db.example/app",
          "DATABASE_URL needs the mysqldb driver (mariadb://), which is not installed (No module named 'MySQLdb'): "
          "use mysql+pymysql://app@db.example/app; "),
-        ("postgresql+asyncpg://app@db.example/app",
-         "DATABASE_URL needs the asyncpg driver (postgresql+asyncpg://), which is not installed "
-         "(No module named 'asyncpg'): use postgresql+psycopg://app@db.example/app; "),
+        ("postgresql+pg8000://app@db.example/app",
+         "DATABASE_URL needs the pg8000 driver (postgresql+pg8000://), which is not installed "
+         "(No module named 'pg8000'): use postgresql+psycopg://app@db.example/app; "),
+        ("postgresql+asyncpg://app@db.example/app",  # installed or not
+         "DATABASE_URL names an asyncio driver (postgresql+asyncpg://), which the service cannot use: "
+         "use postgresql+psycopg://app@db.example/app; "),
+        ("sqlite+aiosqlite:///app.db",
+         "DATABASE_URL names an asyncio driver (sqlite+aiosqlite://), which the service cannot use: "),
         ("redis://db.example/0", "DATABASE_URL names 'redis', which is not a SQLAlchemy dialect: accepted forms"),
     ],
 )
