@@ -6,14 +6,22 @@ the work ran (event loop, worker thread, background task). What happened to thos
 is followed through every later event up to the moment of judgment, whichever request was current then.
 
 Hazards (exact codes):
-- session_used_after_close: a session began a transaction (and so checked out a connection) after close();
+- session_used_after_close: a session began a transaction (and so checked out a connection) after
+  close(), and that use was left open or came after its request had finished. A session closed and
+  used again later, the later use ended within its own request, is not one: SQLAlchemy allows it,
+  and a thread-local scoped_session does exactly that;
 - connection_leaked: a connection checked out for the request was not checked in by the time of
   judgment, or was checked in only by the garbage collector (instrument.returned_by_garbage_collector);
 - session_not_closed: a session made for the request was never closed;
 - transaction_left_open: a transaction begun during the request had no commit, rollback or close;
-- leak_on_disconnect: added by the runner to a disconnected run that has a hazard its plain run has not.
+- leak_on_disconnect: added by the runner to a disconnected run that has a hazard its plain run has not;
+- error_after_response_start: the app raised after the response began (a body cut short, a
+  background task that failed): the status the client got does not describe the outcome;
+- response_before_commit: a transaction begun before the response's last body message, that
+  wrote, committed after it: the client had its answer before the write was durable (and a commit
+  failing then is a success for a write that never happened).
 """
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Set
 
 HAZARDS = (
     "session_used_after_close",
@@ -21,6 +29,8 @@ HAZARDS = (
     "session_not_closed",
     "transaction_left_open",
     "leak_on_disconnect",
+    "error_after_response_start",
+    "response_before_commit",
 )
 ASGI_KINDS = ("request_start", "response_start", "response_end", "app_return")
 MILESTONES = (("response_start", "response_start"), ("response_end", "response_end"), ("app_return", "app_return"))
@@ -61,6 +71,10 @@ def analyse(number: int, events: List[Dict[str, Any]], sessions: Ids, connection
     open_transactions: Dict[int, List[Dict[str, Any]]] = {}  # raw session id -> its open begins of this request
     checked_out: Dict[int, Dict[str, Any]] = {}  # raw connection id -> this request's checkout still out
     session_closes: Dict[int, float] = {}
+    status = 0  # the response's, once it started
+    reused: Dict[int, str] = {}  # raw session id -> where a use after close() began, until that use ends in time
+    wrote: Set[int] = set()  # raw session ids whose open transaction wrote
+    connection_session: Dict[int, int] = {}  # raw connection id -> the session whose transaction it serves
 
     def note(code: str, where: str) -> None:
         hazards.setdefault(code, []).append(where)
@@ -81,18 +95,40 @@ def analyse(number: int, events: List[Dict[str, Any]], sessions: Ids, connection
         if kind in ASGI_KINDS:
             milestones.setdefault(kind, ms)
         related.append(_timeline_event(e, ms, sessions, connections))
+        returned = "app_return" in milestones and not (kind == "app_return")
+        if kind == "response_start":
+            status = int(e["detail"])
+        # A 5xx already says the request failed (Starlette's error middleware sends its 500, then re-raises).
+        if kind == "app_return" and e.get("traceback") and "response_start" in milestones and status < 500:
+            note("error_after_response_start", f"the app raised at {ms:.1f} ms, after the response began "
+                 f"({e['detail']}): {e['traceback'][-1]}")
         if kind == "session_close":
             closed[session] = True
+            _end_use(session, open_transactions, reused, wrote, returned)
             open_transactions.pop(session, None)
             if session in own_sessions:
                 session_closes.setdefault(session, ms)
         elif kind == "begin":
             if closed.get(session):
-                note("session_used_after_close",
-                     f"session {sessions.of(session)} began a transaction at {ms:.1f} ms after close() ({e['thread']})")
+                where = f"session {sessions.of(session)} began a transaction at {ms:.1f} ms after close() ({e['thread']})"
+                if returned:
+                    note("session_used_after_close", where + ", after its request had finished")
+                else:
+                    reused[session] = where
             open_transactions.setdefault(session, []).append(dict(e, ms=ms))
             own_transactions.append(e)
+            connection_session[connection] = session
+        elif kind == "write":
+            if connection in connection_session:
+                wrote.add(connection_session[connection])
         elif kind in ("commit", "rollback"):
+            begins = open_transactions.get(session) or []
+            if (kind == "commit" and session in wrote and "response_end" in milestones and begins
+                    and begins[0]["ms"] < milestones["response_end"]):
+                note("response_before_commit", f"session {sessions.of(session)}'s transaction begun at "
+                     f"{begins[0]['ms']:.1f} ms wrote, and committed at {ms:.1f} ms, after the response ended at "
+                     f"{milestones['response_end']:.1f} ms")
+            _end_use(session, open_transactions, reused, wrote, returned)
             open_transactions.pop(session, None)
         elif kind == "checkout":
             checked_out[connection] = dict(e, ms=ms)
@@ -109,6 +145,8 @@ def analyse(number: int, events: List[Dict[str, Any]], sessions: Ids, connection
     for session in own_sessions:
         if session not in session_closes:
             note("session_not_closed", f"session {sessions.of(session)} was never closed")
+    for where in reused.values():  # used after close() and not ended within its request
+        note("session_used_after_close", where + ", and that use was never ended")
     for session, begins in open_transactions.items():
         note("transaction_left_open", f"session {sessions.of(session)}'s transaction begun at {begins[0]['ms']:.1f} ms "
              f"({begins[0]['thread']}) was still open")
@@ -129,11 +167,21 @@ def analyse(number: int, events: List[Dict[str, Any]], sessions: Ids, connection
     }
 
 
+def _end_use(session: int, open_transactions: Dict[int, Any], reused: Dict[int, str], wrote: Set[int],
+             returned: bool) -> None:
+    """A transaction of `session` ended: a use after close() that ended before its request finished is allowed."""
+    wrote.discard(session)
+    if session in reused and not returned:
+        del reused[session]
+
+
 def _concerns(e: Dict[str, Any], mine: bool, own_sessions: set, open_transactions: Dict[int, Any],
               checked_out: Dict[int, Any]) -> bool:
     kind = e["kind"]
     if kind in ASGI_KINDS or kind in ("session_made", "checkout"):
         return mine
+    if kind == "write":
+        return e["connection"] in checked_out or mine
     if kind == "begin":
         return mine or e["session"] in own_sessions
     if kind in ("commit", "rollback", "session_close"):

@@ -12,7 +12,12 @@ thread, carries the request's number; a session made at import time carries none
 SQLAlchemy has no event for a session being made or closed, so `Session.__init__`, `close` and (on
 2.x) `reset` are wrapped at class level (and `close` of any subclass that overrides it, when its
 first session is made); begin, commit and rollback are `SessionEvents`, checkout and
-checkin `PoolEvents`, all listened to on the classes, so every engine and session the app makes is seen.
+checkin `PoolEvents`, a statement that writes (INSERT, UPDATE, DELETE) an `Engine` event, all
+listened to on the classes, so every engine and session the app makes is seen (async ones through
+their sync engine and session).
+
+This module runs inside the app's own interpreter (`doctor --python`): the standard library and the
+app's SQLAlchemy (1.3.24 to 2.1) only, on Python 3.8+, and nothing else of legacy_app.
 """
 import contextvars
 import itertools
@@ -20,6 +25,7 @@ import json
 import sys
 import threading
 import time
+import traceback
 from typing import Any, Dict, Optional, Set, TextIO
 
 current_request: contextvars.ContextVar = contextvars.ContextVar("doctor_request", default=None)
@@ -29,8 +35,14 @@ _sink_lock = threading.Lock()
 _request_numbers = itertools.count(1)
 
 
+TRACEBACK_LINES = 12  # the end of an error's traceback: where it was raised, and what it was
+WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE", "MERGE", "UPSERT")
+# Raised into the app by a client that went away or a cancelled task: not the app's error.
+NOT_APP_ERRORS = ("CancelledError", "ClientDisconnect", "OSError", "ConnectionResetError", "BrokenPipeError")
+
+
 def record(kind: str, session: Any = None, connection: Any = None, detail: Optional[str] = None,
-           request: Any = None) -> None:
+           request: Any = None, **extra: Any) -> None:
     event: Dict[str, Any] = {
         "t": time.perf_counter(),
         "kind": kind,
@@ -41,6 +53,7 @@ def record(kind: str, session: Any = None, connection: Any = None, detail: Optio
     }
     if detail:
         event["detail"] = detail
+    event.update(extra)
     line = json.dumps(event)
     with _sink_lock:
         if _sink is not None:
@@ -108,6 +121,7 @@ def install(events_path: str) -> None:
     """Open the event file and hook SQLAlchemy; call before the target (or anything of it) is imported."""
     global _sink
     from sqlalchemy import event
+    from sqlalchemy.engine import Engine
     from sqlalchemy.orm import Session
     from sqlalchemy.pool import Pool
 
@@ -131,6 +145,12 @@ def install(events_path: str) -> None:
     event.listen(Pool, "checkout", lambda dbapi, connection_record, proxy: record(
         "checkout", connection=connection_record))
     event.listen(Pool, "checkin", _checkin)
+    event.listen(Engine, "before_cursor_execute", _before_cursor_execute)
+
+
+def _before_cursor_execute(connection: Any, cursor: Any, statement: str, *_: Any) -> None:
+    if statement.lstrip()[:7].upper().startswith(WRITES):
+        record("write", connection=_connection_record(connection))
 
 
 def _checkin(dbapi_connection: Any, connection_record: Any) -> None:
@@ -162,12 +182,15 @@ class RequestRecorder:
                 record("response_end")
             await send(message)
 
-        outcome = None
+        outcome, error_lines = None, None
         try:
             await self.app(scope, receive, recording_send)
         except BaseException as error:
             outcome = f"raised {type(error).__name__}"
+            if type(error).__name__ not in NOT_APP_ERRORS:
+                formatted = traceback.format_exception(type(error), error, error.__traceback__)
+                error_lines = "".join(formatted).rstrip().splitlines()[-TRACEBACK_LINES:]
             raise
         finally:
-            record("app_return", detail=outcome)
+            record("app_return", detail=outcome, **({"traceback": error_lines} if error_lines else {}))
             current_request.reset(token)

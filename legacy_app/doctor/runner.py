@@ -9,6 +9,7 @@ import http.client
 import json
 import os
 import platform
+import shutil
 import socket
 import subprocess
 import sys
@@ -99,19 +100,37 @@ class EventFile:
         return self.events
 
 
+def place_server_files(directory: Path) -> Path:
+    """Copy serve.py and instrument.py into `directory`, under names no app uses; the script's path."""
+    directory.mkdir(parents=True, exist_ok=True)
+    here = Path(__file__).parent
+    shutil.copyfile(here / "instrument.py", directory / "legacy_app_doctor_instrument.py")
+    script = directory / "legacy_app_doctor_serve.py"
+    shutil.copyfile(here / "serve.py", script)
+    return script
+
+
 class DoctorServer:
+    """The target served by `python` (the app's interpreter; ours by default) under the instrument alone."""
+
     def __init__(self, target: str, app_dir: Path, factory: bool, scratch: Path,
-                 env: Optional[Dict[str, str]] = None) -> None:
+                 env: Optional[Dict[str, str]] = None, python: Optional[str] = None) -> None:
         self.events = EventFile(scratch / "events.jsonl")
         self.events.path.touch()
         self.log_path = scratch / "server.log"
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             self.port = sock.getsockname()[1]
-        command = [sys.executable, "-m", "legacy_app.doctor.serve", target, "--events", str(self.events.path),
+        script = place_server_files(scratch / "server")
+        command = [python or sys.executable, str(script), target, "--events", str(self.events.path),
                    "--port", str(self.port), "--app-dir", str(app_dir)] + (["--factory"] if factory else [])
         child_env = dict(os.environ, **(env or {}))
-        child_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PACKAGE_PARENT), child_env.get("PYTHONPATH")]))
+        child_env.pop("PYTHONHOME", None)
+        if python is None:  # our own interpreter: compare's probe app is a module of this package
+            child_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PACKAGE_PARENT), child_env.get("PYTHONPATH")]))
+        else:  # the app's: nothing of ours on its path, and none of our virtualenv's settings
+            child_env.pop("PYTHONPATH", None)
+            child_env.pop("VIRTUAL_ENV", None)
         self.log = open(self.log_path, "wb")
         self.process = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT, env=child_env,
                                         cwd=str(app_dir))

@@ -1,21 +1,31 @@
 """The doctor's server process: install the instrument, then import the target and serve it with uvicorn.
 
-`python -m legacy_app.doctor.serve --events FILE --port PORT [--app-dir DIR] [--factory] module:attribute`.
-The order is the point: the listeners are on SQLAlchemy's classes before the target's first import
-runs, so the sessions and engines it makes at import time are seen too. The target gets no route and
-no middleware; the recorder wraps it from outside. Exit 3 with one line on stderr when the target
-cannot be loaded (the runner turns that line into its own exit 2).
+`PYTHON legacy_app_doctor_serve.py --events FILE --port PORT [--app-dir DIR] [--factory] module:attribute`:
+the runner copies this file and instrument.py into a directory of their own and runs them with the
+app's interpreter (`doctor --python`, else ours), so the app's process holds the instrument and
+nothing else of legacy_app, on the app's own stack (Python 3.8+). The order is the point: the
+listeners are on SQLAlchemy's classes before the target's first import runs, so the sessions and
+engines it makes at import time are seen too. The target gets no route and no middleware; the
+recorder wraps it from outside. Exit 3 with one line on stderr when the target cannot be loaded or
+served (the runner turns that line into its own exit 2).
 """
 import argparse
 import importlib
+import importlib.util
 import inspect
+import json
 import os
+import platform
 import sys
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Optional
 
-from . import instrument
+if __package__:
+    from . import instrument
+else:  # copied beside the instrument, as the runner runs it
+    import legacy_app_doctor_instrument as instrument  # type: ignore[no-redef]
 
 CANNOT_LOAD = 3
+VERSIONED_PACKAGES = ("fastapi", "starlette", "pydantic", "sqlalchemy", "uvicorn")
 
 
 class CannotLoad(Exception):
@@ -48,6 +58,19 @@ def load_target(target: str, app_dir: str, factory: bool) -> Any:
     return app
 
 
+def versions() -> Dict[str, str]:
+    """The app's stack, as its own interpreter has it."""
+    from importlib import metadata
+
+    found = {"python": platform.python_version()}
+    for package in VERSIONED_PACKAGES:
+        try:
+            found[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            pass
+    return found
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="legacy_app.doctor.serve")
     parser.add_argument("target")
@@ -56,12 +79,20 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--app-dir", default=".")
     parser.add_argument("--factory", action="store_true")
     args = parser.parse_args(argv)
+    if importlib.util.find_spec("uvicorn") is None:
+        print(f"doctor: the app's environment ({sys.executable}) has no uvicorn to serve it: "
+              f"{sys.executable} -m pip install uvicorn", file=sys.stderr, flush=True)
+        return CANNOT_LOAD
     instrument.install(args.events)
     try:
         app = load_target(args.target, args.app_dir, args.factory)
     except CannotLoad as error:
         print(f"doctor: {error}", file=sys.stderr, flush=True)
         return CANNOT_LOAD
+    # Where the app serves its OpenAPI: FastAPI's openapi_url (None when disabled), for discovery.
+    openapi_url = getattr(app, "openapi_url", "") if hasattr(app, "openapi_url") else "unknown"
+    instrument.record("app_info", detail=json.dumps({
+        "openapi_url": openapi_url, "root_path": getattr(app, "root_path", "") or "", "versions": versions()}))
     import uvicorn
 
     uvicorn.run(instrument.RequestRecorder(app), host="127.0.0.1", port=args.port,
