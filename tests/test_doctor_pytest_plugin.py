@@ -133,14 +133,15 @@ def sqlite_user_suite(pytester, tmp_path, monkeypatch):
 
 
 def doctor_section(output: str) -> str:
-    return output.split("doctor: session lifecycle of TestClient requests", 1)[1]
+    return output.split("doctor: session lifecycle of the requests the tests made", 1)[1]
 
 
 def test_summary_names_the_hazards_of_the_leaking_test_only(user_suite):
     result = user_suite.runpytest_subprocess("-p", PLUGIN)
     result.assert_outcomes(passed=4)
     section = doctor_section(result.stdout.str())
-    assert re.findall(r"^test_user_suite\.py::\S+", section, re.M) == ["test_user_suite.py::test_leaking_app_background_task"]
+    assert re.findall(r"^test_user_suite\.py::\S+", section, re.M) == [
+        "test_user_suite.py::test_leaking_app_background_task", "test_user_suite.py::test_leaking_app_through_httpx"]
     # The doctor's verdict on this route when served (tests/data/doctor_sample.json), here in-process.
     assert "GET /report -> 200: session_used_after_close, connection_leaked, transaction_left_open\n" in section
     assert "session_used_after_close: session 3 began a transaction" in section
@@ -148,20 +149,21 @@ def test_summary_names_the_hazards_of_the_leaking_test_only(user_suite):
     # judgment or something still held it then (both seen, depending on the run).
     assert re.search(r"connection_leaked: connection \d+ checked out at .*(came back only through the garbage collector"
                      r"|was never checked in)", section)
-    # Requests sent another way than TestClient (here httpx's ASGITransport) are not recorded.
-    assert "1 of 3 requests with a hazard in 1 tests (fail them with --doctor-strict)" in section
+    # Requests sent through httpx's ASGITransport (async suites) are recorded as TestClient's are.
+    assert "2 of 4 requests with a hazard in 2 tests (fail them with --doctor-strict)" in section
 
 
 def test_strict_option_fails_exactly_the_hazardous_test(user_suite):
     result = user_suite.runpytest_subprocess("-p", PLUGIN, "--doctor-strict")
-    result.assert_outcomes(passed=3, failed=1)
-    assert re.findall(r"^FAILED (\S+)", result.stdout.str(), re.M) == ["test_user_suite.py::test_leaking_app_background_task"]
+    result.assert_outcomes(passed=2, failed=2)
+    assert re.findall(r"^FAILED (\S+)", result.stdout.str(), re.M) == [
+        "test_user_suite.py::test_leaking_app_background_task", "test_user_suite.py::test_leaking_app_through_httpx"]
     assert result.ret == pytest.ExitCode.TESTS_FAILED
 
 
 def test_a_clean_suite_says_so(sqlite_user_suite):
-    result = sqlite_user_suite.runpytest_subprocess("-p", PLUGIN, "--doctor-strict", "-k", "not background")
-    result.assert_outcomes(passed=3, deselected=1)
+    result = sqlite_user_suite.runpytest_subprocess("-p", PLUGIN, "--doctor-strict", "-k", "not leaking_app_b and not httpx")
+    result.assert_outcomes(passed=2, deselected=2)
     assert "no hazard in 2 requests" in doctor_section(result.stdout.str())
 
 
@@ -226,3 +228,46 @@ def test_a_session_closed_in_one_test_and_used_in_the_next_is_a_use_after_close(
     section = doctor_section(result.stdout.str())
     assert re.findall(r"^test_shared\.py::\S+", section, re.M) == ["test_shared.py::test_queries_later"]
     assert re.search(r"^  GET /count -> 200: session_used_after_close\b", section, re.M)
+
+
+ROLLBACK_FIXTURE_TESTS = '''
+"""The common fixture: every test runs in a transaction on one connection, rolled back at teardown."""
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session
+
+import clean_app
+
+
+@pytest.fixture
+def db():
+    connection = clean_app.engine.connect()
+    transaction = connection.begin()
+    session = Session(bind=connection)
+    clean_app.app.dependency_overrides[clean_app.get_db] = lambda: session
+    yield session
+    clean_app.app.dependency_overrides.clear()
+    session.close()
+    transaction.rollback()
+    connection.close()
+
+
+def test_reads_through_the_fixture_session(db):
+    with TestClient(clean_app.app) as client:
+        assert client.get("/users/").json() == {"count": 1}
+'''
+
+
+def test_a_fixture_session_rolled_back_at_teardown_is_not_charged_to_the_request(sqlite_user_suite):
+    sqlite_user_suite.makepyfile(test_rollback_fixture=ROLLBACK_FIXTURE_TESTS)
+    result = sqlite_user_suite.runpytest_subprocess("-p", PLUGIN, "--doctor-strict", "test_rollback_fixture.py")
+    result.assert_outcomes(passed=1)
+    assert "no hazard in 1 requests" in doctor_section(result.stdout.str())
+
+
+def test_a_suite_that_sends_no_request_says_none_was_recorded(sqlite_user_suite):
+    sqlite_user_suite.makepyfile(test_nothing="def test_nothing():\n    assert True\n")
+    result = sqlite_user_suite.runpytest_subprocess("-p", PLUGIN, "test_nothing.py")
+    result.assert_outcomes(passed=1)
+    section = doctor_section(result.stdout.str())
+    assert "no request recorded" in section and "no hazard" not in section

@@ -54,8 +54,14 @@ class Ids:
         return self.numbers.get(raw) or self.new(raw)
 
 
-def analyse(number: int, events: List[Dict[str, Any]], sessions: Ids, connections: Ids) -> Dict[str, Any]:
-    """Hazards, observations and the timeline (document ids, ms since the request's start) of request `number`."""
+def analyse(number: int, events: List[Dict[str, Any]], sessions: Ids, connections: Ids,
+            callers_sessions: Optional[Set[int]] = None) -> Dict[str, Any]:
+    """Hazards, observations and the timeline (document ids, ms since the request's start) of request `number`.
+
+    `callers_sessions` (raw ids): sessions that are not the app's to manage — a test fixture's — whose
+    transactions and connections are left out of the request's account.
+    """
+    callers_sessions = callers_sessions or set()
     start = next(i for i, e in enumerate(events) if e["kind"] == "request_start" and e["request"] == number)
     origin = events[start]["t"]
     own_sessions, own_transactions, own_checkouts = set(), [], []
@@ -90,6 +96,10 @@ def analyse(number: int, events: List[Dict[str, Any]], sessions: Ids, connection
                 own_sessions.add(session)
         if kind == "session_close" and not (session in own_sessions or session in open_transactions):
             closed[session] = True  # not this request's, but a later begin on it is a use after close
+        if session in callers_sessions and kind in ("begin", "commit", "rollback", "session_close"):
+            if kind == "begin":  # its checkout, just before, was the caller's too
+                checked_out.pop(connection, None)
+            continue
         if not _concerns(e, mine, own_sessions, open_transactions, checked_out):
             continue
         if kind in ASGI_KINDS:

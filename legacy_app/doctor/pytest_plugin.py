@@ -1,16 +1,18 @@
 """`pytest -p legacy_app.doctor`: the doctor's instrument inside a user's own test suite.
 
-At configure time the instrument's SQLAlchemy listeners are installed and Starlette's TestClient is
-patched so that the app its transport drives is wrapped in the instrument's request recorder. After
-each phase of each test (setup, call, teardown) the requests it made are judged like the doctor
-judges a served request; the terminal summary lists the hazards per test, and `--doctor-strict`
-turns a phase with a hazard into a failure.
+At configure time the instrument's SQLAlchemy listeners are installed, and Starlette's TestClient and
+httpx's ASGITransport (the client of async suites; httpx2's too) are patched so that the app they
+drive is wrapped in the instrument's request recorder. After each phase of each test (setup, call,
+teardown) the requests it made are judged like the doctor judges a served request — except that
+sessions the test's own fixtures made outside any request (a session on a connection rolled back at
+teardown, say) are the test's, not the app's. The terminal summary says how many requests were
+recorded and lists the hazards per test; `--doctor-strict` turns a phase with a hazard into a failure.
 """
 import gc
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Set, Tuple
 
 import pytest
 
@@ -46,6 +48,26 @@ def _record_test_client_requests() -> None:
     transport.__init__ = init
 
 
+def _record_asgi_transport_requests() -> None:
+    """Wrap the app handed to httpx.ASGITransport (and httpx2's), as AsyncClient(transport=...) uses it."""
+    import importlib
+
+    for name in ("httpx", "httpx2"):
+        try:
+            transport = importlib.import_module(name).ASGITransport
+        except (ImportError, AttributeError):
+            continue
+        original = transport.__init__
+        if getattr(original, "_doctor_wrapped", False):
+            continue
+
+        def init(self: Any, app: Any, *args: Any, _original: Any = original, **kwargs: Any) -> None:
+            _original(self, instrument.RequestRecorder(app), *args, **kwargs)
+
+        init._doctor_wrapped = True  # type: ignore[attr-defined]
+        transport.__init__ = init
+
+
 class DoctorPlugin:
     def __init__(self, strict: bool) -> None:
         self.strict = strict
@@ -54,10 +76,15 @@ class DoctorPlugin:
         self.events_path = path
         instrument.install(path)
         _record_test_client_requests()
+        _record_asgi_transport_requests()
         self.events = runner.EventFile(Path(path))
         # Whether each session seen so far is closed (by raw id): all the judgment needs of past events,
         # so a long suite is not judged against its whole history.
         self.session_closed: Dict[int, bool] = {}
+        # Sessions the tests made themselves (fixtures, test bodies) outside any request, by raw id; those
+        # made while the suite was collected (an app's module-level session) stay the app's.
+        self.made_outside_requests: Set[int] = set()
+        self.tests_started = False
         self.sessions, self.connections = findings.Ids(), findings.Ids()
         self.requests = 0
         self.by_test: Dict[str, List[Dict[str, Any]]] = {}
@@ -69,10 +96,12 @@ class DoctorPlugin:
             return []
         gc.collect()  # a connection only the collector returns shows now, as the leak it is
         recent = list(self.events.read())
+        self._note_the_tests_sessions(recent)
         events = self._past() + recent
         results = []
         for start in (e for e in recent if e["kind"] == "request_start"):
-            judged = findings.analyse(start["request"], events, self.sessions, self.connections)
+            judged = findings.analyse(start["request"], events, self.sessions, self.connections,
+                                      callers_sessions=self.made_outside_requests)
             method, _, path = (start.get("detail") or "? ?").partition(" ")
             results.append({"method": method, "path": path, "status": judged["status"],
                             "hazards": judged["hazards"], "where": judged["observations"]["where"]})
@@ -88,11 +117,25 @@ class DoctorPlugin:
                 past.append(dict(past[-1], kind="session_close"))
         return past
 
+    def _note_the_tests_sessions(self, events: List[Dict[str, Any]]) -> None:
+        for e in events:
+            if e["kind"] == "session_made":  # an id() may be reused: each new session decides anew
+                if e["request"] is None and self.tests_started:
+                    self.made_outside_requests.add(e["session"])
+                else:
+                    self.made_outside_requests.discard(e["session"])
+
     def _forget_judged(self) -> None:
-        for e in self.events.read():
+        events = self.events.read()
+        self._note_the_tests_sessions(events)
+        for e in events:
             if e["kind"] in ("session_made", "session_close"):
                 self.session_closed[e["session"]] = e["kind"] == "session_close"
         self.events.events.clear()
+
+    def pytest_collection_finish(self, session: Any) -> None:
+        self._forget_judged()  # what importing the apps made is theirs
+        self.tests_started = True
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_makereport(self, item: Any, call: Any):
@@ -107,7 +150,11 @@ class DoctorPlugin:
             report.longrepr = "doctor: " + "\n".join(_describe(r) for r in hazardous)
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        terminalreporter.section("doctor: session lifecycle of TestClient requests")
+        terminalreporter.section("doctor: session lifecycle of the requests the tests made")
+        if not self.requests:
+            terminalreporter.write_line("no request recorded: the tests sent none through Starlette's TestClient "
+                                        "or httpx's ASGITransport, so nothing was judged")
+            return
         if not self.by_test:
             terminalreporter.write_line(f"no hazard in {self.requests} requests")
             return
