@@ -9,13 +9,13 @@ import subprocess
 import sys
 import zipfile
 from pathlib import Path
-from importlib import metadata
 from typing import Iterator, List, Optional
 
 import pytest
 from packaging.requirements import Requirement
 
 from .live_server import REPO_ROOT
+from .support.wheel import legacy_app_wheel  # noqa: F401 - a fixture
 
 # Kept beside the package (tools/, benchmarks/, tests/); none of it may reach an install.
 NOT_SHIPPED = ("drills", "benchmarks", "tutorial_app", "/probe/control")
@@ -26,32 +26,9 @@ def requirement_lines(text: str) -> List[str]:
     return [line for line in lines if line]
 
 
-def setuptools_builds_wheels_alone() -> bool:
-    """From 70.1 setuptools has bdist_wheel built in; before, it needs the `wheel` package beside it."""
-    try:
-        metadata.version("wheel")
-        return True
-    except metadata.PackageNotFoundError:
-        major, minor = (int(part) for part in metadata.version("setuptools").split(".")[:2])
-        return (major, minor) >= (70, 1)
-
-
 @pytest.fixture(scope="module")
-def wheel(tmp_path_factory) -> Iterator[zipfile.ZipFile]:
-    work = tmp_path_factory.mktemp("wheel")
-    # Built from a copy: the build writes build/ and *.egg-info into its source, and a stale build/lib
-    # left in the work tree would otherwise end up in the wheel.
-    source = work / "source"
-    shutil.copytree(REPO_ROOT, source, ignore=shutil.ignore_patterns(
-        ".git", ".venv*", ".hypothesis", ".schemathesis", "build", "*.egg-info", "__pycache__", "*.db"))
-    command = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--disable-pip-version-check", "-q",
-               "-w", str(work / "dist"), str(source)]
-    if setuptools_builds_wheels_alone():
-        command.append("--no-build-isolation")  # offline, with the virtualenv's setuptools
-    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stdout + result.stderr
-    (path,) = (work / "dist").glob("legacy_app-*.whl")
-    with zipfile.ZipFile(path) as archive:
+def wheel(legacy_app_wheel: Path) -> Iterator[zipfile.ZipFile]:  # noqa: F811
+    with zipfile.ZipFile(legacy_app_wheel) as archive:
         yield archive
 
 

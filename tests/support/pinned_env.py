@@ -10,7 +10,6 @@ import shutil
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Dict, List, Optional
 
 from packaging.utils import canonicalize_name
