@@ -240,10 +240,12 @@ def compare(args: argparse.Namespace) -> int:
 
 
 DOCTOR_CANNOT_RUN = 2
+DOCTOR_INCONCLUSIVE = 3
 
 
 def doctor(args: argparse.Namespace) -> int:
-    """Exit 0 when no request showed a hazard, 1 when any did, 2 with one line when the target could not be run."""
+    """Exit 0 clean, 1 a hazard, 2 (one line) when the target could not be run, 3 when the run exercised too
+    little to call the app clean."""
     from .doctor.report import render_table
     from .doctor.runner import CannotRun, run_doctor
 
@@ -252,7 +254,8 @@ def doctor(args: argparse.Namespace) -> int:
         return DOCTOR_CANNOT_RUN
     try:
         document = run_doctor(args.target, app_dir=args.app_dir, factory=args.factory,
-                              requests_file=args.requests, settle=args.settle)
+                              requests_file=args.requests, settle=args.settle, python=args.python,
+                              headers=args.header, openapi_url=args.openapi_url)
     except CannotRun as error:
         print(f"legacy_app doctor: {error}", file=sys.stderr)
         return DOCTOR_CANNOT_RUN
@@ -261,7 +264,8 @@ def doctor(args: argparse.Namespace) -> int:
 
         args.html.write_text(render_html(document), encoding="utf-8")
     print(json.dumps(document, indent=2) if args.json else render_table(document))
-    return 1 if document["hazards"] else 0
+    # A hazard wins over inconclusive: what was exercised did show one.
+    return {"hazard": 1, "inconclusive": DOCTOR_INCONCLUSIVE}.get(document["verdict"], 0)
 
 
 def _writable(path: Path) -> bool:
@@ -407,17 +411,35 @@ def build_parser() -> argparse.ArgumentParser:
 
     doctor_parser = add_command(
         "doctor", help="measure the session lifecycle of any FastAPI or Starlette app that uses SQLAlchemy",
-        description="Serve TARGET in a real uvicorn server with SQLAlchemy listeners and an outermost ASGI "
-        "recorder, send each request once as sent and once hanging up right after sending it, and report the "
-        "hazards per route. Exit 0: no hazard; 1: a hazard; 2: the target could not be run.",
+        description="Serve TARGET in a real uvicorn server — with the app's own interpreter (--python), "
+        "under SQLAlchemy listeners and an outermost ASGI recorder that need nothing but the standard library "
+        "and the app's SQLAlchemy — send each request once as sent and once hanging up right after sending it, "
+        "and report every request's status, the hazards, the errors the app raised and what was not exercised. "
+        "Exit 0: clean; 1: a hazard; 2: the target could not be run; 3: inconclusive (no request both used a "
+        "session and succeeded, or a request was refused 401/403, or 404 on a path of the app's OpenAPI).",
     )
     doctor_parser.add_argument("target", metavar="TARGET", help="module:attribute of the ASGI app")
     doctor_parser.add_argument("--app-dir", type=Path, default=Path("."), help="directory TARGET is imported from")
-    doctor_parser.add_argument("--factory", action="store_true", help="TARGET is a function that returns the app")
+    doctor_parser.add_argument("--factory", action="store_true",
+                               help="TARGET is a function that returns the app (dependency overrides, say)")
+    doctor_parser.add_argument(
+        "--python", metavar="PATH",
+        help="the app's interpreter (its virtualenv's bin/python), which serves it on the app's own stack; it "
+        "needs uvicorn (default: this one)",
+    )
     doctor_parser.add_argument(
         "--requests", type=Path, metavar="FILE",
-        help='a JSON list of {"method", "path", "json"?, "headers"?} (default: every GET of the app\'s OpenAPI '
-        "that needs no parameter)",
+        help='a JSON list of {"method", "path", "json" or "form"?, "headers"?, "save"?, "hangup"?}; "{name}" '
+        'takes a value saved from an earlier answer, "${VAR}" the environment\'s (docs/doctor.md) (default: the '
+        "GETs of the app's OpenAPI, path parameters filled from ids seen in earlier answers or the schema's examples)",
+    )
+    doctor_parser.add_argument(
+        "--header", action="append", default=[], metavar='"NAME: VALUE"',
+        help="a header sent with every request (repeatable); its value never appears in the output",
+    )
+    doctor_parser.add_argument(
+        "--openapi-url", metavar="PATH",
+        help="where the app serves its OpenAPI (default: the app's own openapi_url, else the usual places)",
     )
     doctor_parser.add_argument("--json", action="store_true", help="print one JSON document")
     doctor_parser.add_argument("--html", type=Path, metavar="FILE", help="also write a timeline page to FILE")

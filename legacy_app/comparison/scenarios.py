@@ -19,7 +19,7 @@ import requests
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
-from ..doctor.runner import Doctor
+from ..doctor.runner import Doctor, get
 from ..models import User
 from ..server_process import http_session
 from .probe import PROBE_EMAIL
@@ -75,7 +75,7 @@ class ProbeRun:
 
     def request(self, method: str, path: str) -> Dict[str, Any]:
         """The doctor's judgement of one request (plain, no hang-up): hazards, observations, events."""
-        return self.doctor.run({"method": method, "path": path, "json": None, "headers": {}}, disconnect=False)
+        return self.doctor.run(get(method, path), disconnect=False)
 
     def body(self) -> bytes:
         return self.doctor.last_body

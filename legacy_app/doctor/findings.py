@@ -169,11 +169,13 @@ def analyse(number: int, events: List[Dict[str, Any]], sessions: Ids, connection
                               sorted(own_sessions, key=lambda raw: sessions.of(raw) or 0)],
         "where": hazards,
     }
+    returned = [e for e in related if e["kind"] == "app_return"]
     return {
         "hazards": [code for code in HAZARDS if code in hazards],
         "observations": observations,
         "events": related,
         "status": _status(related),
+        "error": returned[0].get("traceback") if returned else None,
     }
 
 
@@ -224,6 +226,8 @@ def _timeline_event(e: Dict[str, Any], ms: float, sessions: Ids, connections: Id
     }
     if e.get("detail"):
         event["detail"] = e["detail"]
+    if e.get("traceback"):
+        event["traceback"] = e["traceback"]
     return event
 
 

@@ -6,7 +6,7 @@ In the path, header values, form values and JSON strings, `${NAME}` is read from
 `{name}` is a value an earlier request saved (`"save": {"name": "access_token"}`, a key path into its
 JSON answer such as "data.items.0.id"); `{{` and `}}` are literal braces.
 
-Standard library only: this runs in the doctor's environment, and serve.py asks app_info() in the app's.
+Standard library only, like the rest of the doctor's side (the app's process holds serve.py and the instrument).
 """
 import json
 import re
@@ -20,6 +20,7 @@ HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "tra
 COMMON_OPENAPI_URLS = ("/openapi.json", "/api/openapi.json", "/api/v1/openapi.json", "/v1/openapi.json",
                        "/docs/openapi.json")
 SECRET_HEADERS = ("authorization", "proxy-authorization", "cookie")
+NOT_REPORTED = "unknown"  # serve.py's openapi_url when the target has none (not FastAPI, or wrapped)
 REDACTED = "***"
 # A secret this short, blanked wherever it occurs, would blank ids, times and counts too: only whole words.
 MIN_SUBSTRING_SECRET = 8
@@ -193,7 +194,10 @@ class Context:
         self._pattern: Optional["re.Pattern[str]"] = None
         self.headers: Dict[str, str] = {}  # --header, sent with every request
         for name, value in headers:
-            self.headers[name] = ENV.sub(lambda match: self._env(match.group(1)), value)
+            try:
+                self.headers[name] = ENV.sub(lambda match: self._env(match.group(1)), value)
+            except Unfilled as why:
+                raise RequestsError(f"--header {name}: {why}") from None
             self._secret_header(name, self.headers[name], always=True)
 
     @property
@@ -229,28 +233,28 @@ class Context:
     def remember(self, prepared: PreparedRequest, status: Optional[int], body: bytes) -> List[str]:
         """Notes the ids of a 2xx JSON answer and saves what the request asks; returns why a save failed."""
         spec, where = prepared.spec, f"{prepared.spec.method} {prepared.spec.path}"
-        document = _json(body) if status is not None and 200 <= status < 300 else MISSING
+        answered = status is not None and 200 <= status < 300
+        document = _json(body) if answered else MISSING
         if document is not MISSING:
             self.seen.add(prepared.path, document)
         problems = []
         for name, key_path in spec.save.items():
-            value = MISSING if document is MISSING else _lookup(document, key_path)
-            if status is None:
-                why = f"{where} got no answer"
-            elif not 200 <= status < 300:
-                why = f"{where} answered {status}"
+            if not answered:
+                why = f"{where} answered {status}" if status is not None else f"{where} got no answer"
             elif document is MISSING:
                 why = f"{where} did not answer JSON"
-            elif value is MISSING:
-                why = f"the answer to {where} has no {key_path}"
-            elif isinstance(value, bool) or not isinstance(value, (str, int, float)):
-                why = f"{key_path} in the answer to {where} is not a string or a number"
             else:
-                self.saved[name] = value
-                self.unsaved.pop(name, None)
-                if isinstance(value, str):  # a number is an id, not a credential (and blanking it would blank counts)
-                    self._add_secret(value)
-                continue
+                value = _lookup(document, key_path)
+                if value is MISSING:
+                    why = f"the answer to {where} has no {key_path}"
+                elif isinstance(value, bool) or not isinstance(value, (str, int, float)):
+                    why = f"{key_path} in the answer to {where} is not a string or a number"
+                else:
+                    self.saved[name] = value
+                    self.unsaved.pop(name, None)
+                    if isinstance(value, str):  # a number is an id, not a credential (blanking it would blank counts)
+                        self._add_secret(value)
+                    continue
             self.unsaved[name] = why
             problems.append(f"could not save {name}: {why}")
         return problems
@@ -398,30 +402,18 @@ def fill_path(template: str, parameters: Sequence[PathParameter], seen: SeenIds)
 
 # --- discovery -------------------------------------------------------------------------------------
 
-def app_info(app: Any) -> Dict[str, Any]:
-    """For serve.py to tell the runner: {"openapi_url": str or None (disabled)} when it finds a FastAPI app
-    (through middleware that keep the app they wrap as `.app`), {} when it cannot tell."""
-    for _ in range(32):
-        if hasattr(app, "openapi_url") and callable(getattr(app, "openapi", None)):
-            url = app.openapi_url
-            return {"openapi_url": url if isinstance(url, str) and url else None}  # FastAPI: falsy disables
-        app = getattr(app, "app", None)
-        if app is None:
-            break
-    return {}
-
-
-def openapi_candidates(override: Optional[str], info: Mapping[str, Any]) -> List[str]:
-    """Where to ask for the schema, in order: --openapi-url; else the app's own openapi_url; else the usual places."""
+def openapi_candidates(override: Optional[str], reported: Any = NOT_REPORTED) -> List[str]:
+    """Where to ask for the schema, in order: --openapi-url; else the app's own openapi_url (serve.py's
+    app_info event: a path, None when the app disables its schema, "unknown"); else the usual places."""
     if override is not None:
         if not PATH.match(override):
             raise RequestsError(f"--openapi-url must be a path starting with /, got {override!r}")
         return [override]
-    if "openapi_url" in info:
-        if info["openapi_url"] is None:
-            raise RequestsError("the app disables its OpenAPI (openapi_url=None): give --requests"
-                                " (or --openapi-url, if it serves a schema elsewhere)")
-        return [info["openapi_url"]]
+    if reported is None or reported == "":  # FastAPI serves no schema when openapi_url is falsy
+        raise RequestsError("the app disables its OpenAPI (openapi_url=None): give --requests"
+                            " (or --openapi-url, if it serves a schema elsewhere)")
+    if isinstance(reported, str) and reported != NOT_REPORTED and PATH.match(reported):
+        return [reported]
     return list(COMMON_OPENAPI_URLS)
 
 
@@ -434,8 +426,10 @@ def find_schema(candidates: Sequence[str],
         schema = _json(body) if status == 200 else MISSING
         if isinstance(schema, dict) and isinstance(schema.get("paths"), dict):
             return url, schema
-        tried.append(f"GET {url} " + ("gave no answer" if status is None else f"answered {status}"
-                                      if status != 200 else "answered no OpenAPI schema"))
+        if status is None:
+            tried.append(f"GET {url} gave no answer")
+        else:
+            tried.append(f"GET {url} answered {status}" + (" and no OpenAPI schema" if status == 200 else ""))
     raise RequestsError(f"no --requests given and no OpenAPI schema found ({'; '.join(tried)}):"
                         " give --requests, or --openapi-url")
 
@@ -448,7 +442,7 @@ def discover(schema: Mapping[str, Any]) -> Tuple[List[RequestSpec], List[NotExer
         if not isinstance(operations, dict):
             continue
         for method, operation in operations.items():
-            if method not in HTTP_METHODS:
+            if method not in HTTP_METHODS or not isinstance(operation, dict):
                 continue
             if method != "get":
                 skipped.append(NotExercised(method.upper(), path, "not a GET: give it in --requests"))
@@ -479,12 +473,10 @@ def _parameters(schema: Mapping[str, Any], shared: Any, own: Any) -> List[Dict[s
 
 def _path_parameter(schema: Mapping[str, Any], parameter: Dict[str, Any]) -> PathParameter:
     body = _resolve(schema, parameter.get("schema"))
-    for alternative in body.get("anyOf", []) + body.get("oneOf", []) + body.get("allOf", []):
-        if "type" in body or "enum" in body:
-            break
-        alternative = _resolve(schema, alternative)
-        if alternative.get("type") != "null":
-            body = dict(alternative, **{k: v for k, v in body.items() if k not in ("anyOf", "oneOf", "allOf")})
+    if "type" not in body and "enum" not in body:  # Optional[int]: anyOf [{"type": "integer"}, {"type": "null"}]
+        alternatives = [_resolve(schema, a) for key in ("anyOf", "oneOf", "allOf") for a in body.get(key, [])]
+        chosen = next((a for a in alternatives if a.get("type") != "null"), {})
+        body = dict(chosen, **{k: v for k, v in body.items() if k not in ("anyOf", "oneOf", "allOf")})
     kind = body.get("type", "")
     if isinstance(kind, list):  # OpenAPI 3.1: ["integer", "null"]
         kind = next((k for k in kind if k != "null"), "")

@@ -17,9 +17,10 @@ import tempfile
 import time
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from . import findings
+from . import requests as sending
 
 SETTLE_SECONDS = 0.5
 APP_RETURN_TIMEOUT = 10.0
@@ -40,47 +41,6 @@ def installed_versions() -> Dict[str, str]:
         except metadata.PackageNotFoundError:
             pass
     return versions
-
-
-def load_requests(path: Path) -> List[Dict[str, Any]]:
-    """A JSON list of {"method", "path", "json"?, "headers"?}."""
-    try:
-        requests = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as error:
-        raise CannotRun(f"cannot read requests from {path}: {error}") from None
-    if not isinstance(requests, list) or not requests:
-        raise CannotRun(f"{path}: expected a non-empty JSON list of requests")
-    for n, request in enumerate(requests, 1):
-        if not (isinstance(request, dict) and isinstance(request.get("method"), str)
-                and isinstance(request.get("path"), str) and request["path"].startswith("/")
-                and isinstance(request.get("headers", {}), dict)):
-            raise CannotRun(f"{path}: request {n} needs \"method\" and a \"path\" starting with /"
-                            " (and \"headers\", if given, an object)")
-        if not all(isinstance(value, str) and _is_latin_1(f"{name}{value}") for name, value in request.get("headers", {}).items()):
-            raise CannotRun(f"{path}: request {n}: header names and values must be strings of Latin-1 characters (HTTP/1.1)")
-    return [{"method": r["method"].upper(), "path": r["path"], "json": r.get("json"), "headers": r.get("headers", {})}
-            for r in requests]
-
-
-def _is_latin_1(text: str) -> bool:
-    try:
-        text.encode("latin-1")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def openapi_requests(schema: Dict[str, Any]) -> List[Dict[str, Any]]:
-    """Every GET of the schema that needs no parameter (no path parameter, no required query or header)."""
-    requests = []
-    for path, operations in schema.get("paths", {}).items():
-        get = operations.get("get")
-        if get is None or "{" in path:
-            continue
-        if any(p.get("required") for p in get.get("parameters", []) + operations.get("parameters", [])):
-            continue
-        requests.append({"method": "GET", "path": path, "json": None, "headers": {}})
-    return requests
 
 
 class EventFile:
@@ -149,6 +109,14 @@ class DoctorServer:
         raise CannotRun(f"the server did not start within {START_TIMEOUT:.0f} s"
                         + (f"; its last line: {lines[-1]}" if lines else ""))
 
+    def app_info(self) -> Dict[str, Any]:
+        """What serve.py reported of the app: its openapi_url, its stack, whether it uses SQLAlchemy's asyncio."""
+        found = [e for e in self.events.read() if e["kind"] == "app_info"]
+        return json.loads(found[-1]["detail"]) if found else {}
+
+    def saw_async(self) -> bool:
+        return bool(self.app_info().get("asyncio"))
+
     def _why_it_stopped(self) -> str:
         lines = [line for line in self.log_path.read_text(errors="replace").splitlines() if line.strip()]
         doctor = [line[len("doctor: "):] for line in lines if line.startswith("doctor: ")]
@@ -167,21 +135,17 @@ class DoctorServer:
         self.log.close()
 
 
-def _body(request: Dict[str, Any]) -> Tuple[bytes, Dict[str, str]]:
-    headers = {str(k): str(v) for k, v in request["headers"].items()}
-    if request["json"] is None:
-        return b"", headers
-    headers.setdefault("Content-Type", "application/json")
-    return json.dumps(request["json"]).encode(), headers
+def get(method: str, path: str) -> sending.PreparedRequest:
+    """A request with no body and no header of its own (compare's probes)."""
+    return sending.PreparedRequest(method, path, {}, b"", sending.RequestSpec(method, path))
 
 
-def send(port: int, request: Dict[str, Any]) -> Tuple[Optional[int], bytes]:
+def send(port: int, request: sending.PreparedRequest) -> Tuple[Optional[int], bytes]:
     """The status and the body as received (None, b"" when no answer came; a cut body as far as it came)."""
-    body, headers = _body(request)
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=APP_RETURN_TIMEOUT + 30)
     status = None
     try:
-        connection.request(request["method"], request["path"], body=body or None, headers=headers)
+        connection.request(request.method, request.path, body=request.body or None, headers=request.headers)
         response = connection.getresponse()
         status = response.status
         return status, response.read()
@@ -193,12 +157,11 @@ def send(port: int, request: Dict[str, Any]) -> Tuple[Optional[int], bytes]:
         connection.close()
 
 
-def send_and_hang_up(port: int, request: Dict[str, Any]) -> None:
-    body, headers = _body(request)
-    lines = [f"{request['method']} {request['path']} HTTP/1.1", f"Host: 127.0.0.1:{port}",
-             f"Content-Length: {len(body)}"] + [f"{k}: {v}" for k, v in headers.items()]
+def send_and_hang_up(port: int, request: sending.PreparedRequest) -> None:
+    lines = [f"{request.method} {request.path} HTTP/1.1", f"Host: 127.0.0.1:{port}",
+             f"Content-Length: {len(request.body)}"] + [f"{k}: {v}" for k, v in request.headers.items()]
     with socket.create_connection(("127.0.0.1", port)) as sock:
-        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
+        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + request.body)
 
 
 class Doctor:
@@ -207,7 +170,7 @@ class Doctor:
         self.sessions, self.connections = findings.Ids(), findings.Ids()
         self.last_body = b""  # what the last plain run received, for callers that check the answer too
 
-    def run(self, request: Dict[str, Any], disconnect: bool) -> Dict[str, Any]:
+    def run(self, request: sending.PreparedRequest, disconnect: bool) -> Dict[str, Any]:
         first = len(self.server.events.read())
         if disconnect:
             send_and_hang_up(self.server.port, request)
@@ -217,10 +180,10 @@ class Doctor:
         number = self._wait_for_return(first)
         time.sleep(self.settle)
         if self.server.process.poll() is not None:
-            raise CannotRun(f"the server stopped during {request['method']} {request['path']}: "
+            raise CannotRun(f"the server stopped during {request.method} {request.path}: "
                             + self.server._why_it_stopped())
         events = list(self.server.events.read())
-        result: Dict[str, Any] = {"method": request["method"], "path": request["path"], "status": status,
+        result: Dict[str, Any] = {"method": request.method, "path": request.path, "status": status,
                                   "disconnected": disconnect}
         if number is None:  # the server never handed the request to the app
             result.update(hazards=[], observations={"reached_app": False}, events=[])
@@ -246,42 +209,128 @@ class Doctor:
             time.sleep(0.02)
 
 
-def fetch_openapi(port: int) -> List[Dict[str, Any]]:
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    try:
-        connection.request("GET", "/openapi.json")
-        response = connection.getresponse()
-        body = response.read()
-        if response.status != 200:
-            raise CannotRun(f"no --requests given and GET /openapi.json answered {response.status}")
-        return openapi_requests(json.loads(body))
-    except (OSError, ValueError, http.client.HTTPException) as error:
-        raise CannotRun(f"no --requests given and GET /openapi.json failed: {error}") from None
-    finally:
-        connection.close()
-
-
 def run_doctor(target: str, app_dir: Path = Path("."), factory: bool = False,
-               requests_file: Optional[Path] = None, settle: float = SETTLE_SECONDS) -> Dict[str, Any]:
-    requests = load_requests(requests_file) if requests_file is not None else None
-    with tempfile.TemporaryDirectory(prefix="legacy_app_doctor_") as scratch:
-        server = DoctorServer(target, Path(app_dir).resolve(), factory, Path(scratch))
+               requests_file: Optional[Path] = None, settle: float = SETTLE_SECONDS, python: Optional[str] = None,
+               headers: Sequence[str] = (), openapi_url: Optional[str] = None,
+               environ: Optional[Mapping[str, str]] = None) -> Dict[str, Any]:
+    """Serve `target` (with `python`, the app's interpreter), send its requests, judge them.
+
+    The document's strings pass through the requests' redaction: no token, ${ENV} value or --header
+    value reaches the report, the JSON, the page or the kept log.
+    """
+    environ = os.environ if environ is None else environ
+    try:
+        context = sending.Context(environ, sending.parse_header_options(headers, environ))
+        specs = sending.load(requests_file, environ) if requests_file is not None else None
+    except sending.RequestsError as error:
+        raise CannotRun(str(error)) from None
+    if python is not None and not (shutil.which(python) or Path(python).is_file()):
+        raise CannotRun(f"--python {python}: no such interpreter")
+    scratch = Path(tempfile.mkdtemp(prefix="legacy_app_doctor_"))
+    try:
+        server = DoctorServer(target, Path(app_dir).resolve(), factory, scratch, python=python)
         try:
             server.wait_until_serving()
-            if requests is None:
-                requests = fetch_openapi(server.port)
-                if not requests:
-                    raise CannotRun("no --requests given and the OpenAPI schema has no GET without parameters")
-            doctor = Doctor(server, settle)
-            results = []
-            for request in requests:
-                plain = doctor.run(request, disconnect=False)
-                hung_up = doctor.run(request, disconnect=True)
-                if set(hung_up["hazards"]) - set(plain["hazards"]):
-                    hung_up["hazards"].append("leak_on_disconnect")
-                results += [plain, hung_up]
+            info = server.app_info()
+            not_exercised: List[sending.NotExercised] = []
+            if specs is None:
+                specs, not_exercised = _discover(server, context, openapi_url, info)
+            results = _exercise(Doctor(server, settle), context, specs, not_exercised)
+        except CannotRun as error:
+            raise CannotRun(f"{error}; the server's log: {_keep(server.log_path, context)}") from None
         finally:
             server.stop()
+        document = _document(target, info, settle, results, not_exercised, asynchronous=server.saw_async())
+        if document["verdict"] != "clean":
+            document["server_log"] = _keep(server.log_path, context)
+        return context.redact_all(document)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _discover(server: "DoctorServer", context: sending.Context, openapi_url: Optional[str],
+              info: Dict[str, Any]) -> Tuple[List[sending.RequestSpec], List[sending.NotExercised]]:
+    def get_schema(url: str) -> Tuple[Optional[int], bytes]:
+        return send(server.port, sending.PreparedRequest("GET", url, dict(context.headers), b"",
+                                                         sending.RequestSpec("GET", url)))
+    try:
+        _, schema = sending.find_schema(sending.openapi_candidates(openapi_url, info.get("openapi_url", "unknown")),
+                                        get_schema)
+    except sending.RequestsError as error:
+        raise CannotRun(str(error)) from None
+    specs, not_exercised = sending.discover(schema)
+    if not specs:
+        raise CannotRun("no --requests given and the app's OpenAPI has no GET the doctor can send"
+                        + "".join(f"; {n.method} {n.path}: {n.reason}" for n in not_exercised[:5]))
+    return specs, not_exercised
+
+
+def _exercise(doctor: "Doctor", context: sending.Context, specs: Sequence[sending.RequestSpec],
+              not_exercised: List[sending.NotExercised]) -> List[Dict[str, Any]]:
+    results = []
+    for spec in specs:
+        prepared = context.render(spec)
+        if isinstance(prepared, sending.NotExercised):
+            not_exercised.append(prepared)
+            continue
+        plain = doctor.run(prepared, disconnect=False)
+        plain["origin"] = spec.origin
+        notes = context.remember(prepared, plain["status"], doctor.last_body)
+        if notes:
+            plain["notes"] = notes
+        results.append(plain)
+        if spec.hangup:
+            hung_up = doctor.run(prepared, disconnect=True)
+            hung_up["origin"] = spec.origin
+            if set(hung_up["hazards"]) - set(plain["hazards"]):
+                hung_up["hazards"].append("leak_on_disconnect")
+            results.append(hung_up)
+    return results
+
+
+def _document(target: str, info: Dict[str, Any], settle: float, results: List[Dict[str, Any]],
+              not_exercised: List[sending.NotExercised], asynchronous: bool) -> Dict[str, Any]:
     totals = findings.count(results)
-    return {"target": target, "versions": installed_versions(), "settle_s": settle,
-            "requests": results, "hazards": totals}
+    coverage, inconclusive = _coverage(results, not_exercised)
+    verdict = "hazard" if totals else ("inconclusive" if inconclusive else "clean")
+    return {"target": target, "versions": info.get("versions") or installed_versions(), "settle_s": settle,
+            "requests": results, "hazards": totals, "coverage": coverage, "verdict": verdict,
+            "inconclusive": inconclusive, "asynchronous": asynchronous}
+
+
+def _coverage(results: List[Dict[str, Any]],
+              not_exercised: List[sending.NotExercised]) -> Tuple[Dict[str, Any], List[str]]:
+    """What was exercised, and why the run shows nothing when it does (one line a reason)."""
+    plain = [r for r in results if not r["disconnected"]]
+    answered: Dict[str, int] = {}
+    for request in plain:
+        key = str(request["status"])
+        answered[key] = answered.get(key, 0) + 1
+    used = [r for r in plain if r["observations"].get("transactions") or r["observations"].get("checkouts")]
+    coverage = {
+        "requests": len(results),
+        "answered": dict(sorted(answered.items())),
+        "used_a_session": len(used),
+        "not_exercised": [{"method": n.method, "path": n.path, "reason": n.reason} for n in not_exercised],
+    }
+    reasons = []
+    if not any(r["status"] is not None and 200 <= r["status"] < 400 for r in used):
+        reasons.append("no request both used a database session and answered 2xx/3xx"
+                       + ("" if plain else " (no request was sent)"))
+    for request in plain:
+        route = f"{request['method']} {request['path']}"
+        if request["status"] in (401, 403):
+            reasons.append(f"{route} answered {request['status']}: log in first (a login request in --requests, "
+                           "with \"save\", or --header \"Authorization: ...\")")
+        elif request["status"] == 404 and request.get("origin") == "openapi":
+            reasons.append(f"{route} answered 404 on a path the app's own OpenAPI lists: give it an id that exists "
+                           "(--requests)")
+    return coverage, reasons
+
+
+def _keep(log_path: Path, context: sending.Context) -> str:
+    """The server's log, redacted, somewhere that outlives the run; its path."""
+    kept = Path(tempfile.mkdtemp(prefix="legacy_app_doctor_log_")) / "server.log"
+    text = log_path.read_text(errors="replace") if log_path.exists() else ""
+    kept.write_text(context.redact(text), encoding="utf-8")
+    return str(kept)

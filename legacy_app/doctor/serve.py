@@ -89,10 +89,17 @@ def main(argv: Optional[List[str]] = None) -> int:
     except CannotLoad as error:
         print(f"doctor: {error}", file=sys.stderr, flush=True)
         return CANNOT_LOAD
-    # Where the app serves its OpenAPI: FastAPI's openapi_url (None when disabled), for discovery.
-    openapi_url = getattr(app, "openapi_url", "") if hasattr(app, "openapi_url") else "unknown"
+    # Where the app serves its OpenAPI: FastAPI's openapi_url (None when disabled), for discovery; an
+    # app wrapped in middleware objects is followed through their `.app`.
+    inner = app
+    for _ in range(10):
+        if hasattr(inner, "openapi_url") or not hasattr(inner, "app"):
+            break
+        inner = inner.app
+    openapi_url = getattr(inner, "openapi_url") if hasattr(inner, "openapi_url") else "unknown"
     instrument.record("app_info", detail=json.dumps({
-        "openapi_url": openapi_url, "root_path": getattr(app, "root_path", "") or "", "versions": versions()}))
+        "openapi_url": openapi_url, "root_path": getattr(inner, "root_path", "") or "", "versions": versions(),
+        "asyncio": "sqlalchemy.ext.asyncio" in sys.modules}))
     import uvicorn
 
     uvicorn.run(instrument.RequestRecorder(app), host="127.0.0.1", port=args.port,
