@@ -14,6 +14,7 @@ import difflib
 import json
 import os
 import subprocess
+import sys
 import time
 import uuid
 from dataclasses import dataclass
@@ -316,3 +317,40 @@ def test_the_decorator_form_leaves_a_connection_open_per_streamed_body_and_per_b
     assert set(outcome.after_streams.left_open().values()) == {2 * N}, outcome.after_streams
     assert outcome.whole_bodies == N
     assert outcome.audit_entries == N
+
+
+# --- the doctor, run from our environment on the app in the user's -------------------------------------
+
+DOCTOR_REQUESTS = [
+    {"method": "POST", "path": "/users/", "json": {"email": "doctor@example.com", "password": "secret-1"},
+     "save": {"user_id": "id"}, "hangup": False},
+    {"method": "POST", "path": "/users/{user_id}/notifications/"},
+    {"method": "GET", "path": "/export/users/"},
+]
+
+
+@pytest.mark.parametrize("form", ["decorator", "fixed"])
+def test_the_doctor_serves_the_app_on_the_users_own_stack_and_finds_the_decorator_forms_hazards(
+        installed_stack, form, tmp_path):
+    requests_file = tmp_path / "requests.json"
+    requests_file.write_text(json.dumps(DOCTOR_REQUESTS))
+    result = subprocess.run(
+        [sys.executable, "-m", "legacy_app", "doctor", f"{SYNC_APP}.{form}:app", "--app-dir", str(APPS_DIR),
+         "--python", str(installed_stack.env.python), "--requests", str(requests_file), "--json"],
+        cwd=str(tmp_path), env=dict(os.environ, DATABASE_URL=f"sqlite:///{tmp_path / 'app.db'}"),
+        capture_output=True, text=True, timeout=300)
+    assert result.returncode in (0, 1), result.stderr
+    document = json.loads(result.stdout)
+    pinned = installed_stack.env.pins
+    assert document["versions"]["fastapi"] == pinned["fastapi"]  # the app's stack, not ours
+    assert document["versions"]["sqlalchemy"] == pinned["sqlalchemy"]
+    hazards = {(r["method"], r["path"], r["disconnected"]): r["hazards"] for r in document["requests"]}
+    late_use = ["session_used_after_close", "connection_leaked", "transaction_left_open"]
+    user = "/users/1/notifications/"
+    if form == "fixed":
+        assert (result.returncode, document["verdict"]) == (0, "clean")
+        assert all(found == [] for found in hazards.values()), hazards
+    else:
+        assert result.returncode == 1
+        assert hazards[("POST", user, False)] == late_use and hazards[("GET", "/export/users/", False)] == late_use
+    assert [r["status"] for r in document["requests"] if not r["disconnected"]] == [200, 200, 200]
