@@ -9,6 +9,7 @@ import http.client
 import json
 import os
 import platform
+import re
 import shutil
 import socket
 import subprocess
@@ -27,6 +28,7 @@ APP_RETURN_TIMEOUT = 10.0
 START_TIMEOUT = 30.0
 PACKAGE_PARENT = Path(__file__).resolve().parent.parent.parent
 VERSIONED_PACKAGES = ("fastapi", "starlette", "pydantic", "sqlalchemy", "uvicorn")
+EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt)\b(: .*)?$")
 
 
 class CannotRun(Exception):
@@ -122,7 +124,10 @@ class DoctorServer:
         doctor = [line[len("doctor: "):] for line in lines if line.startswith("doctor: ")]
         if doctor:
             return doctor[-1]
-        return f"the server stopped with status {self.process.returncode}: {lines[-1] if lines else 'no output'}"
+        last = lines[-1] if lines else "no output"
+        errors = [line for line in lines if EXCEPTION_LINE.match(line)]  # "Application startup failed" says not why
+        why = f" ({errors[-1].strip()})" if errors and errors[-1] != last else ""
+        return f"the server stopped with status {self.process.returncode}: {last}{why}"
 
     def stop(self) -> None:
         if self.process.poll() is None:
