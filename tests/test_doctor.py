@@ -12,6 +12,7 @@ yield_dependency; leak_on_disconnect — early_return_on_disconnect vs disconnec
 """
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -267,3 +268,51 @@ def test_a_server_that_fails_to_start_says_why_and_keeps_its_log(tmp_path):
     assert "RuntimeError: the database at db.internal is unreachable" in result.stderr
     log = Path(result.stderr.rsplit("the server's log: ", 1)[1].strip())
     assert "Traceback" in log.read_text()
+
+
+# --- the app's own interpreter: Python 3.8 to 3.13 ------------------------------------------------------
+
+APP_INTERPRETERS = {  # Python: the app environment's pins (Pydantic 1.8 runs on 3.8, not on 3.11)
+    "3.8": ["fastapi==0.65.2", "starlette==0.14.2", "SQLAlchemy==1.3.24", "pydantic==1.8.2", "uvicorn==0.15.0"],
+    "3.13": ["fastapi==0.165.0", "starlette==1.10.0", "SQLAlchemy==2.1.9", "pydantic==2.14.4", "uvicorn==0.55.0"],
+}
+
+
+def app_environment(version: str) -> Path:
+    """A virtualenv of that Python holding the app's pins, kept in .venvs/doctor-python<version>."""
+    found = sorted(Path.home().glob(f".pyenv/versions/{version}.*/bin/python"))
+    interpreter = found[-1] if found else shutil.which(f"python{version}")
+    if not interpreter:
+        pytest.skip(f"no Python {version} here (pyenv install {version})")
+    venv = PACKAGE_PARENT / ".venvs" / f"doctor-python{version}"
+    stamp = " ".join(APP_INTERPRETERS[version])
+    pins = venv / ".pins"
+    if not (venv / "bin" / "python").exists() or not pins.exists() or pins.read_text() != stamp:
+        shutil.rmtree(venv, ignore_errors=True)
+        subprocess.run([str(interpreter), "-m", "venv", str(venv)], check=True, timeout=120)
+        subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check",
+                        *APP_INTERPRETERS[version]], check=True, timeout=600)
+        pins.write_text(stamp)
+    return venv / "bin" / "python"
+
+
+@pytest.mark.parametrize("version", sorted(APP_INTERPRETERS))
+def test_the_doctor_serves_the_app_with_its_own_interpreter_from_python_3_8_to_3_13(version, tmp_path):
+    python = app_environment(version)
+    result = doctor("decorator_middleware:app", "--app-dir", str(APPS), "--python", str(python), "--json",
+                    database_url=f"sqlite:///{tmp_path / 'app.db'}", cwd=tmp_path)
+    assert result.returncode == 1, result.stderr
+    document = json.loads(result.stdout)
+    assert document["versions"]["python"].startswith(version + ".")
+    assert document["versions"]["fastapi"] == APP_INTERPRETERS[version][0].split("==")[1]
+    assert hazards_by_route(document)[("/report", False)] == USED_AFTER_CLOSE
+
+
+def test_an_app_environment_without_uvicorn_is_told_what_it_needs_in_one_line(tmp_path):
+    venv = tmp_path / "no-server"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    result = doctor("decorator_middleware:app", "--app-dir", str(APPS), "--python", str(venv / "bin" / "python"),
+                    database_url=f"sqlite:///{tmp_path / 'app.db'}", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"legacy_app doctor: the app's environment ({venv / 'bin' / 'python'}) has no "
+                                    "uvicorn to serve it: ")
