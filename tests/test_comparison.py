@@ -8,6 +8,7 @@ import threading
 
 import pytest
 import requests
+import starlette
 
 from legacy_app.comparison import scenarios
 from legacy_app.comparison.runner import run_comparison
@@ -94,11 +95,14 @@ def test_measured_facts_on_the_installed_versions(comparison):
     assert decorator["streaming_response"]["session_usable"] is False
     # The hardened decorator form's refusals are errors raised after the response began: the client
     # got a 200 for a body cut short and for a background task that failed. Nothing else is a hazard.
-    assert decorator["background_task"]["hazards"] == ["error_after_response_start"]
+    # On Starlette 0.20 BaseHTTPMiddleware cancels its task group once the response is sent: the task's
+    # failure, in a worker thread nobody awaits any more, reaches no one (the doctor included).
+    task_failure_seen = not starlette.__version__.startswith("0.20")
+    late_errors = ["background_task", "streaming_response"] if task_failure_seen else ["streaming_response"]
     assert decorator["streaming_response"]["hazards"] == ["error_after_response_start"]
     for strategy, by_scenario in results.items():
         assert [name for name, figures in by_scenario.items() if figures.get("hazards")] == (
-            ["background_task", "streaming_response"] if strategy == HTTP_MIDDLEWARE else [])
+            late_errors if strategy == HTTP_MIDDLEWARE else [])
         assert by_scenario["error_after_flush"] == {"status": 500, "rows_persisted": 0, "hazards": []}
         assert by_scenario["http_exception_after_flush"] == {"status": 409, "rows_persisted": 0, "hazards": []}
         assert by_scenario["background_task"]["leaked_connections"] == 0
