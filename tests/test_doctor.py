@@ -327,3 +327,45 @@ def test_the_fixes_of_an_asyncsession_app_are_the_async_ones(tmp_path):
     fixes = result.stdout.split("\nfixes:\n", 1)[1]
     assert "app.add_middleware(AsyncDBSessionMiddleware, session_factory=async_session)" in fixes
     assert "async with async_session() as db:" in fixes and "SessionLocal" not in fixes
+
+
+def write_app(directory: Path, name: str, source: str) -> None:
+    (directory / f"{name}.py").write_text(
+        "import os\n"
+        "from fastapi import Depends, FastAPI, HTTPException\n"
+        "from sqlalchemy import create_engine, text\n"
+        "from sqlalchemy.orm import Session, sessionmaker\n"
+        "engine = create_engine(os.environ['DATABASE_URL'], connect_args={'check_same_thread': False})\n"
+        "SessionLocal = sessionmaker(bind=engine)\n"
+        "def get_db():\n"
+        "    db = SessionLocal()\n"
+        "    try:\n"
+        "        yield db\n"
+        "    finally:\n"
+        "        db.close()\n" + source)
+
+
+def test_a_404_on_a_path_of_the_apps_own_openapi_makes_the_run_inconclusive(tmp_path):
+    write_app(tmp_path, "gone_app", (
+        "app = FastAPI()\n"
+        "@app.get('/users/')\n"
+        "def users(db: Session = Depends(get_db)):\n"
+        "    return {'count': db.execute(text('SELECT 1')).scalar()}\n"
+        "@app.get('/reports/latest')\n"
+        "def latest(db: Session = Depends(get_db)):\n"
+        "    raise HTTPException(status_code=404, detail='no report yet')\n"))
+    result = doctor("gone_app:app", "--app-dir", str(tmp_path), "--json", database_url=f"sqlite:///{tmp_path / 'app.db'}",
+                    cwd=tmp_path)
+    assert result.returncode == 3, result.stderr
+    document = json.loads(result.stdout)
+    assert document["coverage"]["answered"] == {"200": 1, "404": 1} and document["coverage"]["used_a_session"] == 1
+    assert document["inconclusive"] == ["GET /reports/latest answered 404 on a path the app's own OpenAPI lists: "
+                                        "give it an id that exists (--requests)"]
+
+
+def test_an_app_that_disables_its_openapi_is_told_to_give_requests(tmp_path):
+    write_app(tmp_path, "hidden_app", "app = FastAPI(openapi_url=None)\n")
+    result = doctor("hidden_app:app", "--app-dir", str(tmp_path), database_url=f"sqlite:///{tmp_path / 'app.db'}",
+                    cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.startswith("legacy_app doctor: the app disables its OpenAPI (openapi_url=None): give --requests")
