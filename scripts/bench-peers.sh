@@ -2,7 +2,8 @@
 # Benchmark our session middleware beside its peers (the tutorial's decorator, fastapi-sqlalchemy, the
 # `yield` dependency, advanced-alchemy) on the tutorial's app, with wrk. The peers need packages the
 # stacks' virtualenvs do not have: they get their own, .venvs/peers, (re)installed when its files change.
-# Extra arguments go to benchmarks/peers/run.py (--rounds N, --seconds S, --no-pin).
+# Extra arguments go to benchmarks/peers/run.py (--rounds N, --seconds S, --no-pin); --install-only
+# makes the virtualenv and stops (CI, before the suite whose smoke test runs one short round).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=.venvs/peers
@@ -23,4 +24,5 @@ if ! command -v wrk >/dev/null; then
   if [[ $(id -u) -eq 0 ]]; then apt-get install -y wrk >/dev/null || { apt-get update >/dev/null && apt-get install -y wrk >/dev/null; }
   else sudo apt-get install -y wrk >/dev/null; fi
 fi
+[[ "${1:-}" == --install-only ]] && exit 0
 exec "$VENV/bin/python" -m benchmarks.peers "$@"
