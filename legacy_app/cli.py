@@ -249,6 +249,8 @@ def doctor(args: argparse.Namespace) -> int:
     from .doctor.report import render_table
     from .doctor.runner import CannotRun, run_doctor
 
+    if args.versions is not None:
+        return doctor_versions(args)
     if args.html is not None and not _writable(args.html):  # found out now, not after the run
         print(f"legacy_app doctor: cannot write the page to {args.html}", file=sys.stderr)
         return DOCTOR_CANNOT_RUN
@@ -266,6 +268,26 @@ def doctor(args: argparse.Namespace) -> int:
     print(json.dumps(document, indent=2) if args.json else render_table(document))
     # A hazard wins over inconclusive: what was exercised did show one.
     return {"hazard": 1, "inconclusive": DOCTOR_INCONCLUSIVE}.get(document["verdict"], 0)
+
+
+def doctor_versions(args: argparse.Namespace) -> int:
+    """`doctor --versions`: exit 1 when any version shows a hazard, 2 when none could run, else 0."""
+    from .doctor.runner import CannotRun
+    from .doctor.versions import exit_status, parse_specs, render_versions_table, run_versions
+
+    if args.html is not None:
+        print("legacy_app doctor: --html draws one run's timeline; run without --versions for it", file=sys.stderr)
+        return DOCTOR_CANNOT_RUN
+    try:
+        document = run_versions(args.target, parse_specs(args.versions), app_dir=args.app_dir, factory=args.factory,
+                                requests_file=args.requests, settle=args.settle, python=args.python,
+                                headers=args.header, openapi_url=args.openapi_url,
+                                progress=lambda line: print(line, file=sys.stderr, flush=True))
+    except CannotRun as error:
+        print(f"legacy_app doctor: {error}", file=sys.stderr)
+        return DOCTOR_CANNOT_RUN
+    print(json.dumps(document, indent=2) if args.json else render_versions_table(document))
+    return exit_status(document)
 
 
 def _writable(path: Path) -> bool:
@@ -440,6 +462,15 @@ def build_parser() -> argparse.ArgumentParser:
     doctor_parser.add_argument(
         "--openapi-url", metavar="PATH",
         help="where the app serves its OpenAPI (default: the app's own openapi_url, else the usual places)",
+    )
+    doctor_parser.add_argument(
+        "--versions", metavar="SPECS",
+        help='run the same requests on other FastAPI releases: "fastapi==0.105 fastapi==0.118 ..." (fastapi==newest '
+        "for the newest) or a preset, fastapi-session-changes (0.105, 0.106, 0.117.1, 0.118, 0.121 and the newest); "
+        "each in a copy of the app's environment (--python) where only FastAPI and what it requires (Starlette, "
+        "anyio, ...) moved; one table, version by request. The copies are kept for the next run in "
+        "$LEGACY_APP_DOCTOR_CACHE (default ~/.cache/legacy_app/doctor-versions): rm -r that directory to clear "
+        "them. Progress on stderr; exit 1: a hazard on any version, 2: none could run",
     )
     doctor_parser.add_argument("--json", action="store_true", help="print one JSON document")
     doctor_parser.add_argument("--html", type=Path, metavar="FILE", help="also write a timeline page to FILE")
