@@ -369,3 +369,12 @@ def test_an_app_that_disables_its_openapi_is_told_to_give_requests(tmp_path):
                     cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.startswith("legacy_app doctor: the app disables its OpenAPI (openapi_url=None): give --requests")
+
+
+def test_a_relative_python_path_is_taken_from_where_the_command_runs(tmp_path):
+    (tmp_path / "env").symlink_to(Path(sys.prefix), target_is_directory=True)  # this virtualenv, as ./env
+    # The server itself runs in --app-dir: the path is made absolute first.
+    result = doctor("decorator_middleware:app", "--app-dir", str(APPS), "--python", "env/bin/python",
+                    database_url=f"sqlite:///{tmp_path / 'app.db'}", cwd=tmp_path)
+    assert result.returncode == 1, result.stderr
+    assert "verdict: a hazard in" in result.stdout

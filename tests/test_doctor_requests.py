@@ -222,7 +222,21 @@ def test_a_key_path_reaches_into_objects_and_lists_and_a_lone_placeholder_keeps_
     request = prepared(context, order)
     assert request.path == "/users/42/items/a%20b%2Fc"  # a value fills one path segment
     assert json.loads(request.body) == {"owner_id": 42, "note": "by 42"}
-    assert context.secrets == {"a b/c"}  # a saved string may be a credential; a saved number is an id
+    assert context.secrets == set()  # ids in paths and bodies are not credentials: they stay readable
+
+
+def test_a_saved_value_is_a_secret_by_its_name_or_once_a_header_carries_it(tmp_path):
+    login, use = load(write_requests(tmp_path, [
+        {"method": "POST", "path": "/login", "save": {"api_key": "key", "user": "name", "sid": "session_ref"},
+         "hangup": False},
+        {"method": "GET", "path": "/users/{user}", "headers": {"X-Session": "{sid}"}},
+    ]), {})
+    context = Context({})
+    context.remember(prepared(context, login), 200, b'{"key": "k-123456789", "name": "ann-1", "session_ref": "s-987654321"}')
+    assert context.secrets == {"k-123456789"}  # saved as api_key: a credential by its name
+    request = prepared(context, use)
+    assert context.secrets == {"k-123456789", "s-987654321"}  # carried by a header
+    assert request.path == "/users/ann-1" and context.redact(request.path) == "/users/ann-1"
 
 
 # --- redaction ---

@@ -79,13 +79,19 @@ def _route(request: Dict[str, Any]) -> str:
 
 
 def _verdict(document: Dict[str, Any]) -> str:
+    requests = document["requests"]
+    sent = sum(1 for request in requests if not request["disconnected"])
     coverage = document.get("coverage", {})
-    exercised = (f"{coverage.get('requests', len(document['requests']))} requests, "
-                 f"{coverage.get('used_a_session', 0)} of them used a database session")
+    exercised = (f"{sent} requests sent, {len(requests) - sent} of them also hung up on; "
+                 f"{coverage.get('used_a_session', 0)} of the {sent} used a database session")
+    not_exercised = len(coverage.get("not_exercised", []))
+    if not_exercised:
+        exercised += f"; {not_exercised} not exercised (above)"
     if document["hazards"]:
-        total = sum(1 for request in document["requests"] if request["hazards"])
-        return f"verdict: {total} of {len(document['requests'])} requests with a hazard ({exercised})"
+        total = sum(1 for request in requests if request["hazards"])
+        return f"verdict: a hazard in {total} of {len(requests)} runs ({exercised})"
     if document.get("verdict") == "inconclusive":
         reasons: List[str] = document.get("inconclusive", [])
-        return "verdict: inconclusive — nothing shows the app is clean:\n" + "\n".join(f"  {r}" for r in reasons)
-    return f"verdict: no hazard ({exercised})"
+        return (f"verdict: inconclusive — nothing shows the app is clean ({exercised}):\n"
+                + "\n".join(f"  {r}" for r in reasons))
+    return f"verdict: clean, in what was exercised ({exercised})"

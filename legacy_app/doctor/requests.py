@@ -20,6 +20,8 @@ HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "tra
 COMMON_OPENAPI_URLS = ("/openapi.json", "/api/openapi.json", "/api/v1/openapi.json", "/v1/openapi.json",
                        "/docs/openapi.json")
 SECRET_HEADERS = ("authorization", "proxy-authorization", "cookie")
+# A saved value under such a name is a credential from the moment it is saved.
+SECRET_NAME = re.compile(r"token|secret|passw|key|session|cookie|auth|jwt|bearer", re.IGNORECASE)
 NOT_REPORTED = "unknown"  # serve.py's openapi_url when the target has none (not FastAPI, or wrapped)
 REDACTED = "***"
 # A secret this short, blanked wherever it occurs, would blank ids, times and counts too: only whole words.
@@ -202,7 +204,8 @@ class Context:
 
     @property
     def secrets(self) -> FrozenSet[str]:
-        """Every value from ${NAME}, --header, an Authorization or Cookie header, or a saved string."""
+        """Every value from ${NAME}, --header, an Authorization or Cookie header, a header that took a saved
+        value, or a value saved under a credential's name (token, secret, key...)."""
         return frozenset(self._secrets)
 
     def render(self, spec: RequestSpec) -> Union[PreparedRequest, NotExercised]:
@@ -214,7 +217,7 @@ class Context:
             headers = dict(self.headers)
             for name, value in spec.headers.items():  # the request's own header wins over --header
                 _drop(headers, name)
-                headers[name] = self._fill(value)
+                headers[name] = self._fill(value, secret=True)
             body = b""
             if spec.form is not None:
                 body = urlencode({k: self._fill(v) if isinstance(v, str) else v for k, v in spec.form.items()}).encode()
@@ -252,7 +255,9 @@ class Context:
                 else:
                     self.saved[name] = value
                     self.unsaved.pop(name, None)
-                    if isinstance(value, str):  # a number is an id, not a credential (blanking it would blank counts)
+                    # A saved id (a path's, a body's) is no secret, and blanking it would blank every path
+                    # and figure that holds it; a credential is one by its name, or once a header carries it.
+                    if isinstance(value, str) and SECRET_NAME.search(name):
                         self._add_secret(value)
                     continue
             self.unsaved[name] = why
@@ -276,12 +281,15 @@ class Context:
             return [self.redact_all(v) for v in value]
         return value
 
-    def _fill(self, text: str, in_path: bool = False) -> str:
+    def _fill(self, text: str, in_path: bool = False, secret: bool = False) -> str:
+        """`text` with its {name}s and ${VAR}s filled; with `secret` (a header), the saved values it took are secrets."""
         def one(match: "re.Match[str]") -> str:
             variable, name = match.groups()
             if variable is None and name is None:
                 return match.group(0)[0]  # {{ or }}
             value = self._env(variable) if variable is not None else self._saved(name)
+            if secret and variable is None:
+                self._add_secret(str(value))
             return quote(str(value), safe="") if in_path else str(value)
 
         return TEMPLATE.sub(one, text)

@@ -229,8 +229,8 @@ def run_doctor(target: str, app_dir: Path = Path("."), factory: bool = False,
         specs = sending.load(requests_file, environ) if requests_file is not None else None
     except sending.RequestsError as error:
         raise CannotRun(str(error)) from None
-    if python is not None and not (shutil.which(python) or Path(python).is_file()):
-        raise CannotRun(f"--python {python}: no such interpreter")
+    if python is not None:
+        python = _interpreter(python)
     scratch = Path(tempfile.mkdtemp(prefix="legacy_app_doctor_"))
     try:
         server = DoctorServer(target, Path(app_dir).resolve(), factory, scratch, python=python)
@@ -251,6 +251,15 @@ def run_doctor(target: str, app_dir: Path = Path("."), factory: bool = False,
         return context.redact_all(document)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _interpreter(python: str) -> str:
+    """--python as an absolute path (the server runs in --app-dir), not resolved: a virtualenv's python
+    is a link, and resolving it would leave the virtualenv."""
+    found = os.path.abspath(python) if os.sep in python else shutil.which(python)
+    if found is None or not (os.path.isfile(found) and os.access(found, os.X_OK)):
+        raise CannotRun(f"--python {python}: no such interpreter")
+    return found
 
 
 def _discover(server: "DoctorServer", context: sending.Context, openapi_url: Optional[str],
