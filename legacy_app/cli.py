@@ -1,4 +1,4 @@
-"""`python -m legacy_app <command>`: serve, db, seed, compare, doctor."""
+"""`python -m legacy_app <command>`: serve, db, seed, compare, doctor, fix."""
 import argparse
 import errno
 import json
@@ -290,6 +290,32 @@ def doctor_versions(args: argparse.Namespace) -> int:
     return exit_status(document)
 
 
+FIX_CANNOT_RUN = 2
+
+
+def fix(args: argparse.Namespace) -> int:
+    """The diff (--diff, the default) on stdout, the findings on stderr. Exit 0; with --check 1 when something
+    is to fix or was refused; 2 (one line) when it cannot run: an unreadable path, a file that does not parse,
+    a failed write, no libcst."""
+    try:
+        from .fix import CannotFix, fix_paths, render
+    except ImportError as error:
+        if (error.name or "").split(".")[0] != "libcst":
+            raise
+        print("legacy_app fix: needs libcst: pip install 'legacy_app[fix]'", file=sys.stderr)
+        return FIX_CANNOT_RUN
+    mode = "write" if args.write else "check" if args.check else "diff"
+    try:
+        report = fix_paths(args.paths, mode, python=args.python)
+    except CannotFix as error:
+        print(f"legacy_app fix: {error}", file=sys.stderr)
+        return FIX_CANNOT_RUN
+    if mode == "diff":
+        sys.stdout.write(report.diff())
+    sys.stderr.write(render(report))
+    return report.exit_code
+
+
 def _writable(path: Path) -> bool:
     directory = path.parent if str(path.parent) else Path(".")
     return directory.is_dir() and os.access(directory, os.W_OK) and (not path.exists() or os.access(path, os.W_OK))
@@ -479,6 +505,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds to wait after the app returned before judging a request",
     )
     doctor_parser.set_defaults(run=doctor)
+
+    fix_parser = add_command(
+        "fix", help="rewrite an app's session hazards into legacy_app.sessions; refuse, with the reason, what it cannot",
+        description="Rewrite, in an app's own source, a session middleware of @app.middleware(\"http\") or of a "
+        "BaseHTTPMiddleware subclass into one add_middleware(DBSessionMiddleware, ...) line, and every Depends() of a "
+        "yield dependency that commits after its yield into Depends(..., scope=\"function\") (FastAPI 0.121+). What "
+        "cannot be rewritten safely is listed with its file, line and reason, and left alone; every other byte stays "
+        "as it was. Exit 0; with --check 1 when something is to fix or was refused; 2 (one line) when it cannot run.",
+    )
+    fix_parser.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="a file, or a folder of the app's source")
+    fix_mode = fix_parser.add_mutually_exclusive_group()
+    fix_mode.add_argument("--diff", action="store_true", help="print the changes as a unified diff (the default)")
+    fix_mode.add_argument("--write", action="store_true",
+                          help="apply them: each file replaced atomically, in its own encoding")
+    fix_mode.add_argument("--check", action="store_true",
+                          help="change nothing; exit 1 when something is to fix or was refused (for CI)")
+    fix_parser.add_argument(
+        "--python", metavar="PATH",
+        help="the app's interpreter, whose FastAPI decides the Depends rewrite (default: this one)",
+    )
+    fix_parser.set_defaults(run=fix)
     return parser
 
 

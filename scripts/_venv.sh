@@ -15,8 +15,8 @@ ensure_venv() {  # ensure_venv [test]
   # constraints; for tests also the `otel` extra (the trace test runs in CI) and the test tools.
   local extras=service files=(pyproject.toml requirements.txt "constraints/$STACK.txt")
   if [[ "${1:-run}" == test ]]; then
-    extras=service,otel
-    files+=(requirements-otel.txt requirements-test.txt)
+    extras=service,otel,fix
+    files+=(requirements-otel.txt requirements-fix.txt requirements-test.txt)
     [[ "$STACK" == current ]] && files+=(requirements-fuzz.txt)  # schemathesis 4 needs anyio 4
   fi
   local stamp

@@ -63,6 +63,10 @@ def test_the_otel_extra_requires_exactly_what_requirements_otel_txt_lists(wheel)
     assert requirements_of(wheel, "otel") == listed_in("requirements-otel.txt")
 
 
+def test_the_fix_extra_requires_exactly_what_requirements_fix_txt_lists(wheel):
+    assert requirements_of(wheel, "fix") == listed_in("requirements-fix.txt")
+
+
 def test_the_wheel_says_its_public_api_is_typed(wheel):
     assert "legacy_app/py.typed" in wheel.namelist()
 

@@ -1,0 +1,37 @@
+"""Inventory service, as a user wrote it: the session middleware is a BaseHTTPMiddleware subclass
+that keeps the session on request.state.session (not .db)."""
+import os
+import time
+
+from fastapi import BackgroundTasks, Depends, FastAPI, Request
+from sqlalchemy import create_engine, text
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.middleware.base import BaseHTTPMiddleware  # the only middleware base we use
+from legacy_app.sessions import DBSessionMiddleware
+
+DATABASE_URL = os.environ.get('DATABASE_URL', 'sqlite:///./inventory.db')
+engine = create_engine(DATABASE_URL, connect_args={'check_same_thread': False} if DATABASE_URL.startswith('sqlite') else {})
+SessionFactory = sessionmaker(bind=engine, autoflush=False)
+
+
+app = FastAPI(title='inventory')
+app.add_middleware(DBSessionMiddleware, session_factory=SessionFactory, state_attribute='session')
+
+
+def get_session(request: Request) -> Session:
+    return request.state.session
+
+
+@app.get('/stock/')
+def stock(session: Session = Depends(get_session)):
+    return {'count': session.execute(text('SELECT 1')).scalar()}
+
+
+@app.get('/audit')
+def audit(tasks: BackgroundTasks, session: Session = Depends(get_session)):
+    def record() -> None:
+        time.sleep(0.05)
+        session.execute(text('SELECT 1')).scalar()
+
+    tasks.add_task(record)
+    return {'queued': True}

@@ -1,0 +1,31 @@
+"""An app built by a factory (tests call create_app()); the middleware is registered inside it."""
+import os
+
+from fastapi import Depends, FastAPI, Request
+from sqlalchemy import create_engine, text
+from sqlalchemy.orm import Session, sessionmaker
+
+
+def get_db(request: Request) -> Session:
+    return request.state.db
+
+
+def create_app() -> FastAPI:
+    url = os.environ.get("DATABASE_URL", "sqlite:///./factory.db")
+    engine = create_engine(url, connect_args={"check_same_thread": False} if url.startswith("sqlite") else {})
+    make_session = sessionmaker(bind=engine)
+    app = FastAPI()
+
+    @app.middleware("http")
+    async def attach_session(request: Request, call_next):
+        request.state.db = make_session()
+        try:
+            return await call_next(request)
+        finally:
+            request.state.db.close()
+
+    @app.get("/ping")
+    def ping(db: Session = Depends(get_db)):
+        return {"pong": db.execute(text("SELECT 1")).scalar()}
+
+    return app
