@@ -24,7 +24,7 @@ import sys
 import tempfile
 import uuid
 from pathlib import Path
-from typing import Dict, List, Optional, Set, Tuple
+from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 from legacy_app.config import FLOOR_HASHING_ENV
 from legacy_app.server_process import ServerProcess, http_session, run_on
@@ -148,6 +148,21 @@ def rotated(names: Tuple[str, ...], by: int) -> List[str]:
 Round = Dict[str, Dict[str, float]]  # round[endpoint][server] = requests/s
 
 
+def drive_round(servers: Dict[str, ServerProcess], endpoints: Sequence[str], number: int, seconds: float,
+                wrk_cpus: Optional[Set[int]]) -> Round:
+    """One round: every server on every endpoint, there and back (A B C D D C B A), so that every server's
+    two runs are centred on the same moment and a slow spell of the machine weighs on all of them alike."""
+    names = tuple(servers)
+    taken: Round = {}
+    for endpoint in endpoints:
+        order = rotated(names, number)
+        runs: Dict[str, List[float]] = {name: [] for name in names}
+        for name in order + order[::-1]:
+            runs[name].append(wrk(servers[name].url + endpoint, seconds, wrk_cpus))
+        taken[endpoint] = {name: statistics.mean(figures) for name, figures in runs.items()}
+    return taken
+
+
 class Bench:
     def __init__(self, urls: Dict[str, str], scratch: Path, seconds: int, pin: bool) -> None:
         self.urls = urls
@@ -159,19 +174,10 @@ class Bench:
 
     def measure_round(self, names: Tuple[str, ...], endpoints: Tuple[str, ...]) -> None:
         servers = start_servers(names, endpoints, self.urls, self.scratch, self.server_cpus)
-        taken: Round = {}
         try:
-            for endpoint in endpoints:
-                # There and back (A B C D D C B A): every server's two runs are centred on the same
-                # moment, so a slow spell of the machine weighs on all of them alike.
-                order = rotated(names, len(self.rounds))
-                runs: Dict[str, List[float]] = {name: [] for name in names}
-                for name in order + order[::-1]:
-                    runs[name].append(wrk(servers[name].url + endpoint, self.seconds, self.wrk_cpus))
-                taken[endpoint] = {name: statistics.mean(figures) for name, figures in runs.items()}
+            self.rounds.append(drive_round(servers, endpoints, len(self.rounds), self.seconds, self.wrk_cpus))
         finally:
             stop_servers(servers)
-        self.rounds.append(taken)
 
     def measure_writes(self) -> None:
         """Last, so that no round reads the users they add."""

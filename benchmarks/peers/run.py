@@ -22,7 +22,7 @@ from typing import Dict, List, Optional, Set, Tuple
 from sqlalchemy import create_engine, insert
 
 from benchmarks.peers import PEERS
-from benchmarks.run import cpu_split, rotated, stop_servers, summary, warm_up, wrk
+from benchmarks.run import cpu_split, drive_round, stop_servers, summary, warm_up
 from benchmarks.tutorial_app.models import Base, Item, User
 from legacy_app.server_process import ServerProcess
 
@@ -101,19 +101,10 @@ class Bench:
     def measure_round(self) -> None:
         servers, failed = start_servers(self.measured(), self.database_url, self.scratch, self.server_cpus)
         self.not_measured.update(failed)
-        names = tuple(servers)
-        taken: Round = {}
         try:
-            for endpoint in ENDPOINTS:
-                # There and back (A B C D E E D C B A): each server's two runs are centred on one moment.
-                order = rotated(names, len(self.rounds))
-                runs: Dict[str, List[float]] = {name: [] for name in names}
-                for name in order + order[::-1]:
-                    runs[name].append(wrk(servers[name].url + endpoint, self.seconds, self.wrk_cpus))
-                taken[endpoint] = {name: statistics.mean(figures) for name, figures in runs.items()}
+            self.rounds.append(drive_round(servers, ENDPOINTS, len(self.rounds), self.seconds, self.wrk_cpus))
         finally:
             stop_servers(servers)
-        self.rounds.append(taken)
 
     def figures(self, endpoint: str, name: str) -> List[float]:
         return [r[endpoint][name] for r in self.rounds if name in r[endpoint]]

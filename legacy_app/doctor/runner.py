@@ -8,7 +8,6 @@ whatever the app does after returning (a close in a callback, a checkin by the p
 import http.client
 import json
 import os
-import platform
 import re
 import shutil
 import socket
@@ -16,7 +15,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -27,22 +25,11 @@ SETTLE_SECONDS = 0.5
 APP_RETURN_TIMEOUT = 10.0
 START_TIMEOUT = 30.0
 PACKAGE_PARENT = Path(__file__).resolve().parent.parent.parent
-VERSIONED_PACKAGES = ("fastapi", "starlette", "pydantic", "sqlalchemy", "uvicorn")
 EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt)\b(: .*)?$")
 
 
 class CannotRun(Exception):
     """The target could not be run; the message is the one line the command prints (exit status 2)."""
-
-
-def installed_versions() -> Dict[str, str]:
-    versions = {"python": platform.python_version()}
-    for package in VERSIONED_PACKAGES:
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            pass
-    return versions
 
 
 class EventFile:
@@ -307,7 +294,7 @@ def _document(target: str, info: Dict[str, Any], settle: float, results: List[Di
     totals = findings.count(results)
     coverage, inconclusive = _coverage(results, not_exercised)
     verdict = "hazard" if totals else ("inconclusive" if inconclusive else "clean")
-    return {"target": target, "versions": info.get("versions") or installed_versions(), "settle_s": settle,
+    return {"target": target, "versions": info.get("versions", {}),  # the app's stack, as serve.py read it there "settle_s": settle,
             "requests": results, "hazards": totals, "coverage": coverage, "verdict": verdict,
             "inconclusive": inconclusive, "asynchronous": asynchronous}
 
