@@ -108,7 +108,7 @@ def test_check_exits_1_on_something_to_fix_or_refused_and_0_on_a_clean_app(tmp_p
     assert refused.returncode == 1
     assert refused.stderr.startswith("apps/committing_middleware.py:19: refused: commits the session itself")
     clean = run_fix("--check", "apps/clean_app.py", cwd=tmp_path)
-    assert (clean.returncode, clean.stdout, clean.stderr) == (0, "", "nothing to fix\n")
+    assert (clean.returncode, clean.stdout, clean.stderr) == (0, "", "nothing to fix (1 Python file read)\n")
     assert (apps / "inventory_basehttp.py").read_bytes() == (APPS / "inventory_basehttp.py").read_bytes()
 
 
@@ -119,9 +119,10 @@ def test_a_second_run_finds_nothing(tmp_path):
     python = fake_python(tmp_path, "0.121.0")
     written = run_fix("--write", "--python", python, "apps", cwd=tmp_path)
     assert written.returncode == 0, written.stderr
-    assert written.stderr.endswith("fixed 7 in 7 files, refused 0\n")
+    read = len(list(apps.rglob("*.py")))
+    assert written.stderr.endswith(f"fixed 7 in 7 files, refused 0 ({read} Python files read)\n")
     again = run_fix("--check", "--python", python, "apps", cwd=tmp_path)
-    assert (again.returncode, again.stdout, again.stderr) == (0, "", "nothing to fix\n")
+    assert (again.returncode, again.stdout, again.stderr) == (0, "", f"nothing to fix ({read} Python files read)\n")
 
 
 def test_the_file_keeps_its_encoding_and_its_line_endings(tmp_path):
@@ -298,7 +299,13 @@ def test_render_lists_findings_by_file_and_line_then_the_total(tmp_path):
     lines = render(fix_paths([tmp_path], "check")).splitlines()
     assert lines[0].startswith(f"{tmp_path / 'decorator_middleware.py'}:21: would fix: the @app.middleware(\"http\") ")
     assert lines[1].startswith(f"{tmp_path / 'scoped_session_app.py'}:23: refused: ")
-    assert lines[-1] == "would fix 1 in 1 file, refused 1"
+    assert lines[-1] == "would fix 1 in 1 file, refused 1 (2 Python files read)"
+
+
+def test_a_folder_without_python_files_is_not_an_app_with_nothing_to_fix(tmp_path):
+    (tmp_path / "empty").mkdir()
+    result = run_fix("--check", "empty", cwd=tmp_path)
+    assert (result.returncode, result.stdout, result.stderr) == (2, "", "legacy_app fix: no Python file under empty\n")
 
 
 # --- verified by the doctor ---------------------------------------------------------------------------

@@ -36,6 +36,8 @@ def fix_paths(paths: Sequence[Union[str, Path]], mode: str = "diff", python: Opt
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
     sources = [read_source(path) for path in python_files([Path(p) for p in paths])]
+    if not sources:  # an empty folder is not an app with nothing to fix
+        raise CannotFix(f"no Python file under {', '.join(str(p) for p in paths)}")
     plans: Dict[int, FilePlan] = {id(source): FilePlan(source) for source in sources}
     definitions = Definitions(sources)
     for source in sources:
@@ -48,7 +50,7 @@ def fix_paths(paths: Sequence[Union[str, Path]], mode: str = "diff", python: Opt
         return asked[0]
 
     plan_dependencies(sources, plans, fastapi)
-    report = FixReport(mode)
+    report = FixReport(mode, files_read=len(sources))
     for source in sources:
         plan = plans[id(source)]
         report.findings.extend(plan.findings)

@@ -29,6 +29,7 @@ class FileChange:
 @dataclass
 class FixReport:
     mode: str
+    files_read: int = 0  # the Python files under the paths given
     findings: List[Finding] = field(default_factory=list)
     changes: List[FileChange] = field(default_factory=list)
     requirements: List[Tuple[Path, str]] = field(default_factory=list)  # (file that now imports it, line)
@@ -60,6 +61,7 @@ def render(report: FixReport) -> str:
         lines.append(f"requirement: add the line {REQUIREMENT} to the app's requirements (pip install legacy_app): "
                      f"{apps} now import{'s' if len(report.requirements) == 1 else ''} legacy_app.sessions")
     files = len(report.changes)
-    lines.append(f"{done} {len(report.fixed)} in {files} file{'s' if files != 1 else ''}, refused {len(report.refused)}"
-                 if report.findings else "nothing to fix")
+    read = f"{report.files_read} Python file{'s' if report.files_read != 1 else ''} read"
+    lines.append(f"{done} {len(report.fixed)} in {files} file{'s' if files != 1 else ''}, refused {len(report.refused)} "
+                 f"({read})" if report.findings else f"nothing to fix ({read})")
     return "\n".join(lines) + "\n"
