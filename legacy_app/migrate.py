@@ -138,6 +138,8 @@ def upgrade_on_start(engine: Engine) -> Tuple[Optional[str], str]:
     note = upgrade(engine)
     with engine.connect() as connection:
         now = schema_state(connection).describe()
+    if before is not None and current_revision(engine) == before:
+        return note, f"schema at {now} on start: nothing to upgrade"
     return note, f"schema upgraded on start: now {now}, was {before or 'none'}"
 
 

@@ -132,6 +132,23 @@ def test_the_app_that_migrates_at_start_up_logs_it(tmp_path, caplog):
     assert "schema upgraded on start: now 0003 (head), was none" in [record.getMessage() for record in caplog.records]
 
 
+def test_a_start_that_finds_the_schema_at_head_says_nothing_was_upgraded(tmp_path, caplog):
+    from fastapi.testclient import TestClient
+
+    from legacy_app.main import create_app
+
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'app.db'}", **FAST_HASHING)
+    for _ in range(2):
+        caplog.clear()
+        caplog.set_level(logging.INFO, logger="legacy_app")
+        app = create_app(settings)
+        with TestClient(app):
+            pass
+        app.state.engine.dispose()
+    assert [r.getMessage() for r in caplog.records if "on start" in r.getMessage()] == [
+        "schema at 0003 (head) on start: nothing to upgrade"]
+
+
 # --- fork safety ----------------------------------------------------------------------------------
 
 FORK_SCRIPT = """
