@@ -496,7 +496,7 @@ def build_parser() -> argparse.ArgumentParser:
         "each in a copy of the app's environment (--python) where only FastAPI and what it requires (Starlette, "
         "anyio, ...) moved; one table, version by request. The copies are kept for the next run in "
         "$LEGACY_APP_DOCTOR_CACHE (default ~/.cache/legacy_app/doctor-versions): rm -r that directory to clear "
-        "them. Progress on stderr; exit 1: a hazard on any version, 2: none could run",
+        "them. Progress on stderr; exit 1: a hazard on any version, 2: none could run, 3: one was inconclusive",
     )
     doctor_parser.add_argument("--json", action="store_true", help="print one JSON document")
     doctor_parser.add_argument("--html", type=Path, metavar="FILE", help="also write a timeline page to FILE")

@@ -15,7 +15,7 @@ from typing import Any, Awaitable, Callable, Dict, Iterator
 
 from fastapi import FastAPI
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, scoped_session, sessionmaker
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -71,18 +71,18 @@ def _close_is_sqlalchemys_own(factory: Any) -> bool:
     )
 
 
-async def close_session(db: Session, skip_if_empty: bool = False) -> None:
+async def close_session(db: Session) -> None:
     """Close `db`: at once when that costs no I/O, in a worker thread when it rolls back.
 
     Inside a transaction close() rolls back and returns the connection, a round trip that must not
     block the event loop. As FastAPI does for its own cleanup, the thread is shielded (a cancelled
     request still returns its connection) and gets a private limiter (a full shared pool of threads
-    must not starve the cleanup that frees it). With `skip_if_empty`, a session that began nothing
-    and holds no object is left as it is: close() would rebuild its identity map and change nothing.
+    must not starve the cleanup that frees it). DBSessionMiddleware inlines this, and leaves an empty
+    session of SQLAlchemy's own class as it is (_close_is_sqlalchemys_own).
     """
     if _holds_a_connection(db):
         await _close_in_thread(db)
-    elif not skip_if_empty or db.identity_map:
+    else:
         db.close()
 
 
@@ -120,6 +120,9 @@ class DBSessionMiddleware:
     """
 
     def __init__(self, app: ASGIApp, session_factory: SessionFactory, state_attribute: str = "db") -> None:
+        if isinstance(session_factory, scoped_session):
+            # Every request on the event loop's thread would get the same session, and close it under the others.
+            raise TypeError("session_factory is a scoped_session: give its sessionmaker (one session per request)")
         self.app = app
         self.session_factory = session_factory
         self.state_attribute = state_attribute

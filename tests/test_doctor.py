@@ -223,7 +223,7 @@ def test_a_run_where_every_route_answers_401_is_inconclusive_not_clean(tmp_path)
     document = json.loads(result.stdout)
     assert document["verdict"] == "inconclusive" and document["hazards"] == {}
     assert document["coverage"] == {
-        "requests": 4, "answered": {"401": 2}, "used_a_session": 0,
+        "requests": 2, "answered": {"401": 2}, "used_a_session": 0,
         "not_exercised": [{"method": "POST", "path": "/token", "reason": "not a GET: give it in --requests"}],
     }
     assert document["inconclusive"][0] == "no request both used a database session and answered 2xx/3xx"
@@ -321,9 +321,8 @@ def test_an_app_environment_without_uvicorn_is_told_what_it_needs_in_one_line(tm
 def test_the_fixes_of_an_asyncsession_app_are_the_async_ones(tmp_path):
     result = doctor("async_apps:leaking", "--app-dir", str(APPS), database_url=f"sqlite:///{tmp_path / 'app.db'}",
                     cwd=tmp_path)
-    if result.returncode == 0:  # Starlette 0.20 cancels the task before it uses the session
-        assert HANGUP_CANCELS_BACKGROUND
-        return
+    if result.returncode == 0 and HANGUP_CANCELS_BACKGROUND:
+        pytest.skip("Starlette 0.20 cancels the task before it uses the session: no hazard, no fix to show")
     fixes = result.stdout.split("\nfixes:\n", 1)[1]
     assert "app.add_middleware(AsyncDBSessionMiddleware, session_factory=async_session)" in fixes
     assert "async with async_session() as db:" in fixes and "SessionLocal" not in fixes

@@ -416,3 +416,9 @@ def test_find_schema_takes_the_first_url_answering_a_schema_and_says_what_each_a
     assert str(refused.value) == (
         "no --requests given and no OpenAPI schema found (GET /openapi.json answered 404; GET /api/openapi.json "
         "answered 200 and no OpenAPI schema; GET /v1/openapi.json gave no answer): give --requests, or --openapi-url")
+
+
+def test_a_value_too_short_to_be_a_credential_does_not_blank_the_reports_own_figures():
+    context = Context({"PAGE": "7", "TENANT": "acme-1"}, parse_header_options(["X-Page: ${PAGE}"], {"PAGE": "7"}))
+    assert context.secrets == set()
+    assert context.redact("connection 7 checked out at 102.7 ms") == "connection 7 checked out at 102.7 ms"

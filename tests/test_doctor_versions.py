@@ -63,9 +63,12 @@ def request(path: str, hazards: List[str], disconnected: bool = False) -> Dict[s
 
 
 CLEAN = {"spec": "fastapi==0.106.0", "installed": True, "packages": {"fastapi": "0.106.0", "starlette": "0.27.0"},
-         "requests": [request("/a", []), request("/a", [], disconnected=True)]}
+         "requests": [request("/a", []), request("/a", [], disconnected=True)], "verdict": "clean", "inconclusive": []}
 HAZARD = {"spec": "fastapi==0.118.0", "installed": True, "packages": {"fastapi": "0.118.0", "starlette": "0.48.0"},
-          "requests": [request("/a", ["response_before_commit"])]}
+          "requests": [request("/a", ["response_before_commit"])], "verdict": "hazard", "inconclusive": []}
+INCONCLUSIVE = {"spec": "fastapi==0.121.0", "installed": True, "packages": {"fastapi": "0.121.0"},
+                "requests": [dict(request("/a", []), status=401)], "verdict": "inconclusive",
+                "inconclusive": ["GET /a answered 401: log in first"]}
 NOT_INSTALLED = {"spec": "fastapi==0.0.0", "installed": False, "packages": {}, "requests": [],
                  "error": "No matching distribution found for fastapi==0.0.0"}
 COULD_NOT_RUN = {"spec": "fastapi==0.65.2", "installed": True, "packages": {"fastapi": "0.65.2"}, "requests": [],
@@ -77,8 +80,10 @@ COULD_NOT_RUN = {"spec": "fastapi==0.65.2", "installed": True, "packages": {"fas
     ([CLEAN, NOT_INSTALLED, COULD_NOT_RUN], 0),
     ([NOT_INSTALLED, COULD_NOT_RUN], 2),
     ([], 2),
+    ([CLEAN, INCONCLUSIVE], 3),  # a run that exercised nothing is never called clean
+    ([HAZARD, INCONCLUSIVE], 1),
 ])
-def test_exit_1_on_any_hazard_2_when_no_run_could_run_else_0(runs, status):
+def test_exit_1_on_any_hazard_2_when_no_run_could_run_3_when_one_was_inconclusive_else_0(runs, status):
     assert versions.exit_status({"runs": runs}) == status
 
 
@@ -92,8 +97,10 @@ def test_the_table_has_a_row_per_version_and_request_and_one_for_what_could_not_
     assert lines[4].split()[:4] == ["0.0.0", "-", "not", "installed:"]
     assert lines[4].endswith("No matching distribution found for fastapi==0.0.0")
     assert "could not run: cannot import yield_commit_after" in lines[5]
-    assert lines[-1] == ("verdict: hazard on FastAPI 0.118.0; no hazard on FastAPI 0.106.0; could not run on FastAPI "
+    assert lines[-1] == ("verdict: hazard on FastAPI 0.118.0; clean on FastAPI 0.106.0; could not run on FastAPI "
                          "0.65.2; not installed on FastAPI 0.0.0")
+    summary = versions.render_versions_table({"runs": [CLEAN, INCONCLUSIVE]}).splitlines()[-1]
+    assert summary == "verdict: clean on FastAPI 0.106.0; inconclusive on FastAPI 0.121.0"
 
 
 # --- installing FastAPI releases
@@ -211,7 +218,8 @@ def test_the_json_is_one_document_of_runs_in_exactly_the_documented_shape(sessio
     _, document = session_changes
     assert list(document) == ["runs"]
     for run in document["runs"]:
-        assert set(run) - {"error"} == {"spec", "installed", "packages", "requests"}
+        assert set(run) - {"error", "verdict", "inconclusive"} == {"spec", "installed", "packages", "requests"}
+        assert run.get("verdict", "hazard") in ("clean", "hazard", "inconclusive")
         assert isinstance(run["spec"], str) and isinstance(run["installed"], bool)
         assert all(isinstance(k, str) and isinstance(v, str) for k, v in run["packages"].items())
         assert isinstance(run.get("error", ""), str)

@@ -112,4 +112,4 @@ def test_uv_sync_makes_the_slim_install_and_uv_run_serves_the_command_line(tmp_p
     slim = subprocess.run([uv, "run", "--quiet", "python", "-c", "import legacy_app.sessions, alembic"], cwd=source,
                           env=env, capture_output=True, text=True, timeout=120)
     assert "No module named 'alembic'" in slim.stderr  # the public API imported; the service's libraries absent
-    assert (source / ".venv").is_dir() and not (source / ".venvs").exists()
+    assert (source / ".venv").is_dir()  # uv's, beside the scripts' .venvs/ (which the copy leaves out)

@@ -348,3 +348,11 @@ def test_a_cancelled_async_request_still_returns_its_connection_whole(async_engi
     assert anyio.run(scenario) == 0
     assert pool_events == ["reset", "checkin"]  # rolled back and returned, not invalidated
     assert not opened[0].in_transaction()
+
+
+def test_a_scoped_session_registry_is_refused_as_the_factory(engine):
+    """Every request on the event loop's thread would share its one session, each closing it under the others."""
+    from sqlalchemy.orm import scoped_session
+
+    with pytest.raises(TypeError, match="scoped_session: give its sessionmaker"):
+        DBSessionMiddleware(FastAPI(), session_factory=scoped_session(sessionmaker(bind=engine)))

@@ -4,7 +4,7 @@
 class-level SQLAlchemy listeners and an outermost ASGI recorder installed before the target is
 imported (instrument.py, serve.py), sends each request twice, once with the client hanging up
 right after sending it (runner.py), and turns what each request did into hazards (findings.py) and a
-table by route (report.py).
+report by request (report.py).
 
 Importing this package imports nothing else: neither SQLAlchemy nor pytest.
 """

@@ -294,8 +294,8 @@ def _document(target: str, info: Dict[str, Any], settle: float, results: List[Di
     totals = findings.count(results)
     coverage, inconclusive = _coverage(results, not_exercised)
     verdict = "hazard" if totals else ("inconclusive" if inconclusive else "clean")
-    return {"target": target, "versions": info.get("versions", {}),  # the app's stack, as serve.py read it there "settle_s": settle,
-            "requests": results, "hazards": totals, "coverage": coverage, "verdict": verdict,
+    return {"target": target, "versions": info.get("versions", {}),  # the app's stack, as serve.py read it there
+            "settle_s": settle, "requests": results, "hazards": totals, "coverage": coverage, "verdict": verdict,
             "inconclusive": inconclusive, "asynchronous": asynchronous}
 
 
@@ -309,7 +309,7 @@ def _coverage(results: List[Dict[str, Any]],
         answered[key] = answered.get(key, 0) + 1
     used = [r for r in plain if r["observations"].get("transactions") or r["observations"].get("checkouts")]
     coverage = {
-        "requests": len(results),
+        "requests": len(plain),  # as sent; each may also have been sent once more and hung up on
         "answered": dict(sorted(answered.items())),
         "used_a_session": len(used),
         "not_exercised": [{"method": n.method, "path": n.path, "reason": n.reason} for n in not_exercised],

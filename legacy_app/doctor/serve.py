@@ -98,7 +98,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         inner = inner.app
     openapi_url = getattr(inner, "openapi_url") if hasattr(inner, "openapi_url") else "unknown"
     instrument.record("app_info", detail=json.dumps({
-        "openapi_url": openapi_url, "root_path": getattr(inner, "root_path", "") or "", "versions": versions(),
+        "openapi_url": openapi_url, "versions": versions(),
         "asyncio": "sqlalchemy.ext.asyncio" in sys.modules}))
     import uvicorn
 

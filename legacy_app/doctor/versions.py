@@ -242,6 +242,7 @@ def run_versions(target: str, specs: Sequence[str], app_dir: Path = Path("."), f
             continue
         run["requests"] = [{"method": r["method"], "path": r["path"], "disconnected": r["disconnected"],
                             "status": r["status"], "hazards": list(r["hazards"])} for r in document["requests"]]
+        run["verdict"], run["inconclusive"] = document["verdict"], document["inconclusive"]
         hazardous = sum(1 for r in run["requests"] if r["hazards"])
         progress(f"{prefix} {run['spec']}: " + (f"{hazardous} of {len(run['requests'])} requests with a hazard"
                                                  if hazardous else "no hazard")
@@ -251,11 +252,14 @@ def run_versions(target: str, specs: Sequence[str], app_dir: Path = Path("."), f
 
 
 def exit_status(document: Dict[str, Any]) -> int:
-    """1 when any run shows a hazard, 2 when none could run, else 0."""
+    """1 when any run shows a hazard, 2 when none could run, 3 when a run exercised too little to call
+    clean (as the doctor's own exit 3), else 0."""
     ran = [run for run in document["runs"] if run["installed"] and "error" not in run]
     if any(r["hazards"] for run in ran for r in run["requests"]):
         return 1
-    return 0 if ran else 2
+    if not ran:
+        return 2
+    return 3 if any(run.get("verdict") == "inconclusive" for run in ran) else 0
 
 
 def render_versions_table(document: Dict[str, Any]) -> str:
@@ -292,7 +296,8 @@ def render_versions_table(document: Dict[str, Any]) -> str:
 
 
 def _summary(document: Dict[str, Any]) -> str:
-    groups: Dict[str, List[str]] = {"hazard": [], "no hazard": [], "could not run": [], "not installed": []}
+    groups: Dict[str, List[str]] = {"hazard": [], "clean": [], "inconclusive": [], "could not run": [],
+                                    "not installed": []}
     for run in document["runs"]:
         version = run["packages"].get("fastapi") or run["spec"].partition("==")[2]
         if not run["installed"]:
@@ -300,7 +305,8 @@ def _summary(document: Dict[str, Any]) -> str:
         elif "error" in run:
             groups["could not run"].append(version)
         else:
-            groups["hazard" if any(r["hazards"] for r in run["requests"]) else "no hazard"].append(version)
+            groups["hazard" if any(r["hazards"] for r in run["requests"])
+                   else "inconclusive" if run.get("verdict") == "inconclusive" else "clean"].append(version)
     return "verdict: " + "; ".join(f"{name} on FastAPI {', '.join(versions)}" for name, versions in groups.items()
                                    if versions)
 

@@ -97,10 +97,6 @@ def bound_in(function: cst.FunctionDef) -> Set[str]:
     return names
 
 
-def names_used(node: cst.CSTNode) -> Iterator[str]:
-    return (child.value for child in all_nodes(node) if isinstance(child, cst.Name))
-
-
 def module_bindings(module: cst.Module) -> Dict[str, List[int]]:
     """{name: indexes of the top-level statements that bind it} (assignments, imports, def, class, with/for
     targets), looking into top-level if/try/with blocks, not into functions."""
