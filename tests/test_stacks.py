@@ -353,3 +353,13 @@ def test_the_doctor_serves_the_app_on_the_users_own_stack_and_finds_the_decorato
         assert result.returncode == 1
         assert hazards[("POST", user, False)] == late_use and hazards[("GET", "/export/users/", False)] == late_use
     assert [r["status"] for r in document["requests"] if not r["disconnected"]] == [200, 200, 200]
+
+
+def test_the_slim_install_has_the_command_line_and_a_command_that_needs_the_extra_says_so_in_one_line(installed_stack):
+    legacy_app = str(installed_stack.env.path / "bin" / "legacy-app")
+    helped = subprocess.run([legacy_app, "--help"], capture_output=True, text=True, timeout=60, cwd="/")
+    assert helped.returncode == 0 and helped.stdout.startswith("usage: legacy_app"), helped.stderr
+    served = subprocess.run([legacy_app, "serve"], capture_output=True, text=True, timeout=60, cwd="/")
+    assert served.returncode == 1 and served.stdout == ""
+    assert served.stderr.startswith("legacy_app serve: needs the service extra (")
+    assert served.stderr.endswith("): pip install 'legacy_app[service]'\n") and served.stderr.count("\n") == 1
