@@ -275,8 +275,11 @@ def async_engine(request, tmp_path):
     sync_engine = create_engine(sync_url)
     UserBase.metadata.drop_all(sync_engine)
     UserBase.metadata.create_all(sync_engine)
-    sync_engine.dispose()
-    yield create_async_engine(url, poolclass=AsyncAdaptedQueuePool)
+    try:
+        yield create_async_engine(url, poolclass=AsyncAdaptedQueuePool)
+    finally:  # the service's own tests check that its database holds its tables and no other
+        UserBase.metadata.drop_all(sync_engine)
+        sync_engine.dispose()
 
 
 def async_users_app(session_factory) -> FastAPI:
