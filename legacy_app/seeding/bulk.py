@@ -1,23 +1,28 @@
 """Bulk seeding straight into the database, through the package's tables.
 
-Users and items go in batches with executemany; each distinct password is hashed once.
+Users and items go in batches with executemany; each distinct password of a user to create is
+hashed once, before the batch's transaction (a rerun, whose users exist, hashes none).
 Re-running is idempotent: a user whose email exists (in any of its forms: its canonical form is
 compared, as registration does) is skipped, and so is an item whose owner already has an item
 with that title. Items beyond MAX_ITEMS_PER_USER are not stored, and counted, as the API refuses them.
+Each batch is one transaction: stopped (Ctrl-C, SIGTERM, the database gone), a run has written its
+committed batches, says how much that was, and the same command again adds the rest.
 """
 import time
-from dataclasses import dataclass
 from collections import Counter
-from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from dataclasses import dataclass
+from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from argon2 import PasswordHasher
 from sqlalchemy import and_, insert, select
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
 
-from ..emails import canonical_email
+from ..accounts.emails import canonical_email
 from ..models import Item, User
 from .progress import Progress
 from .records import SeedUser
+from .stopping import interruption, report_stop, signals_interrupt
 
 BATCH_USERS = 5000
 
@@ -31,12 +36,22 @@ class BulkResult:
     items_over_limit: int = 0
     seconds: float = 0.0
 
-    def summary(self) -> str:
+    def counts(self) -> str:
         over = f", {self.items_over_limit} over MAX_ITEMS_PER_USER (not stored)" if self.items_over_limit else ""
         return (
             f"users: {self.users_created} created, {self.users_skipped} skipped; "
-            f"items: {self.items_created} created, {self.items_skipped} skipped{over}; {self.seconds:.1f} s"
+            f"items: {self.items_created} created, {self.items_skipped} skipped{over}"
         )
+
+    def summary(self) -> str:
+        return f"{self.counts()}; {self.seconds:.1f} s"
+
+    def add(self, other: "BulkResult") -> None:
+        self.users_created += other.users_created
+        self.users_skipped += other.users_skipped
+        self.items_created += other.items_created
+        self.items_skipped += other.items_skipped
+        self.items_over_limit += other.items_over_limit
 
 
 def seed(
@@ -45,25 +60,51 @@ def seed(
     """Progress goes to stderr: a bar on a terminal, else a line every few seconds.
 
     `max_items`: the most items a user may hold (MAX_ITEMS_PER_USER); None, no bound.
+    Stopped before the end, it prints on stderr what the committed batches wrote and that the same
+    command again is safe; then a signal ends the process (SystemExit: 130 for SIGINT, 143 for
+    SIGTERM) and a database error is raised on, for the command to report.
     """
     result = BulkResult()
     started = time.perf_counter()
     hashes: Dict[str, str] = {}
-    with Progress(total) as progress:
-        for batch in _batches(users, BATCH_USERS):
-            for user in batch:
-                if user.password not in hashes:
-                    hashes[user.password] = hasher.hash(user.password)
-            with engine.begin() as connection:
-                _seed_batch(connection, batch, hashes, result, max_items)
-            progress.update(len(batch))
+
+    def hashed(password: str) -> str:
+        if password not in hashes:
+            hashes[password] = hasher.hash(password)
+        return hashes[password]
+
+    done = 0
+    try:
+        with signals_interrupt(), Progress(total) as progress:
+            for batch in _batches(users, BATCH_USERS):
+                with engine.connect() as connection:  # hashing is slow: not in the transaction, and not for users there
+                    there = _ids_by_canonical_email(connection, [canonical_email(user.email) for user in batch])
+                for user in batch:
+                    if canonical_email(user.email) not in there:
+                        hashed(user.password)
+                with engine.begin() as connection:
+                    written, unchanged = _seed_batch(connection, batch, hashed, max_items)
+                result.add(written)  # committed: counted
+                done += len(batch)
+                progress.update(len(batch), unchanged=unchanged)
+    except (KeyboardInterrupt, SQLAlchemyError) as error:
+        stop = interruption(error)
+        if stop is None and not isinstance(error, SQLAlchemyError):
+            raise  # a Ctrl-C from outside this run's signal handling: none to report
+        reason = stop.reason if stop is not None else "a database error (below)"
+        report_stop("legacy_app seed", reason, done, total, result.counts())
+        if stop is not None:
+            raise SystemExit(stop.exit_code) from None
+        raise
     result.seconds = time.perf_counter() - started
     return result
 
 
 def _seed_batch(
-    connection: Connection, batch: List[SeedUser], hashes: Dict[str, str], result: BulkResult, max_items: Optional[int]
-) -> None:
+    connection: Connection, batch: List[SeedUser], hashed: Callable[[str], str], max_items: Optional[int]
+) -> Tuple[BulkResult, int]:
+    """What the batch wrote, and how many of its users it left as they were (they and their items existed)."""
+    result = BulkResult()
     forms = {user.email: canonical_email(user.email) for user in batch}
     ids = _ids_by_canonical_email(connection, list(forms.values()))
     new_users: Dict[str, Dict[str, object]] = {}  # by canonical form: a file may repeat a user
@@ -71,7 +112,7 @@ def _seed_batch(
         form = forms[user.email]
         if form not in ids and form not in new_users:
             new_users[form] = {
-                "email": user.email, "email_canonical": form, "hashed_password": hashes[user.password], "is_active": True
+                "email": user.email, "email_canonical": form, "hashed_password": hashed(user.password), "is_active": True
             }
     if new_users:
         connection.execute(insert(User.__table__), list(new_users.values()))
@@ -79,6 +120,7 @@ def _seed_batch(
     result.users_created += len(new_users)
     result.users_skipped += len(batch) - len(new_users)
 
+    changed = {ids[form] for form in new_users}
     owner_ids = list(ids.values())
     existing = set(
         connection.execute(
@@ -101,10 +143,12 @@ def _seed_batch(
                 continue
             held[owner_id] += 1
             existing.add(key)
+            changed.add(owner_id)
             new_items.append({"owner_id": owner_id, "title": item.title, "description": item.description})
     if new_items:
         connection.execute(insert(Item.__table__), new_items)
     result.items_created += len(new_items)
+    return result, sum(1 for user in batch if ids[forms[user.email]] not in changed)
 
 
 def _ids_by_canonical_email(connection: Connection, forms: Sequence[str]) -> Dict[str, int]:

@@ -2,7 +2,9 @@
 
 Idempotent: a user is looked up by email (GET /users/?email=) before it is created, and an item
 is added only if its owner has no item with that title. Prints created / skipped / failed and
-exits 1 when anything failed, 2 when the server cannot be reached.
+exits 1 when anything failed, 2 when the server cannot be reached. Stopped on the way (Ctrl-C,
+SIGTERM, the server gone) it says what it wrote and that the same command again is safe, and exits
+130 (SIGINT), 143 (SIGTERM) or 2.
 """
 import argparse
 import json
@@ -17,14 +19,19 @@ from urllib.parse import quote, urlsplit
 
 import requests
 
-from ..server_process import http_session
+from ..server.client import http_session
 from . import records
 from .progress import Progress
 from .records import SeedUser
+from .stopping import Interrupted, report_stop, signals_interrupt
 
 
 class Unreachable(Exception):
     pass
+
+
+class _Stopping(Exception):
+    """Raised in a worker instead of sending a request once the run is stopping."""
 
 
 @dataclass
@@ -64,6 +71,7 @@ class Seeder:
         self.local = threading.local()
         self.sessions: List[requests.Session] = []
         self.sessions_lock = threading.Lock()
+        self.stopping = threading.Event()  # set: no further request is sent
 
     def session(self) -> requests.Session:
         """One per thread, keeping its connection alive; lookups are retried, registrations never."""
@@ -80,6 +88,8 @@ class Seeder:
             self.sessions.clear()
 
     def call(self, method: str, path: str, body: Any = None) -> requests.Response:
+        if self.stopping.is_set():
+            raise _Stopping()
         try:
             return self.session().request(method, self.base + path, json=body, timeout=self.timeout)
         except requests.exceptions.ChunkedEncodingError as error:  # the body ended before it was whole
@@ -95,8 +105,10 @@ class Seeder:
         if reply.status_code != 200:
             raise Unreachable(f"{self.url}/health answered {reply.status_code}; is this the legacy_app API?")
 
-    def seed_user(self, user: SeedUser, tally: Tally) -> None:
+    def seed_user(self, user: SeedUser, tally: Tally) -> bool:
+        """Whether it wrote anything (a user, an item, or tried to): False for a user that, with its items, was there."""
         existing = self.find(user.email)
+        wrote = existing is None
         if existing is None:
             reply = self.call("POST", "/users/", {"email": user.email, "password": user.password})
             if reply.status_code == 200:
@@ -108,7 +120,7 @@ class Seeder:
                 tally.add("users_failed", f"user {user.email}: HTTP {reply.status_code} {_detail(reply.content)}")
                 for _ in user.items:
                     tally.add("items_failed")
-                return
+                return True
         else:
             tally.add("users_skipped")
         titles = {item["title"] for item in existing["items"]}
@@ -116,6 +128,7 @@ class Seeder:
             if item.title in titles:
                 tally.add("items_skipped")
                 continue
+            wrote = True
             body = {"title": item.title, "description": item.description}
             reply = self.call("POST", f"/users/{existing['id']}/items/", body)
             if reply.status_code == 200:
@@ -123,6 +136,7 @@ class Seeder:
                 tally.add("items_created")
             else:
                 tally.add("items_failed", f"item {item.title!r} of {user.email}: HTTP {reply.status_code} {_detail(reply.content)}")
+        return wrote
 
     def find(self, email: str) -> Optional[Dict[str, Any]]:
         reply = self.call("GET", f"/users/?email={quote(email)}")
@@ -140,38 +154,60 @@ def _detail(body: bytes) -> str:
 
 
 def run(url: str, users: List[SeedUser], concurrency: int, timeout: float) -> int:
+    """Exit 0; 1 when a row failed; 2 when the server cannot be reached, at the start or on the way;
+    130 / 143 when SIGINT / SIGTERM stopped it (signals_interrupt() must be in force for those)."""
     seeder = Seeder(url, timeout)
     seeder.check_reachable()
     tally = Tally()
+    stop: Optional[Exception] = None
     with Progress(len(users)) as progress:
 
         def one(user: SeedUser) -> None:
-            seeder.seed_user(user, tally)
-            progress.update(1)
+            wrote = seeder.seed_user(user, tally)
+            progress.update(1, unchanged=0 if wrote else 1)
 
         try:
             with ThreadPoolExecutor(max_workers=concurrency) as pool:
                 try:
                     for _ in pool.map(one, users):
                         pass
-                except BaseException:  # the server is gone (or ^C): start no other user
+                except BaseException:  # the server is gone, or a signal: start no other user, and
+                    seeder.stopping.set()  # no other request; wait for the answers on their way, to count them
                     pool.shutdown(cancel_futures=True)
                     raise
+        except (Interrupted, Unreachable) as error:
+            stop = error
         finally:
             seeder.close()
     for failure in tally.failures[:20]:
         print(f"failed: {failure}", file=sys.stderr)
     if len(tally.failures) > 20:
         print(f"... and {len(tally.failures) - 20} more failures", file=sys.stderr)
+    if isinstance(stop, Interrupted):
+        report_stop("seed", stop.reason, progress.done, len(users), tally.summary())
+        return stop.exit_code
+    if stop is not None:
+        report_stop("seed", str(stop), progress.done, len(users), tally.summary())
+        return 2
     print(f"{url}: {tally.summary()}")
     return 1 if tally.failed else 0
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="seed.sh", description=__doc__.splitlines()[0])
+class _HelpWithDefaults(argparse.ArgumentDefaultsHelpFormatter):
+    """Every option's default in --help; none where there is none (--users, --file)."""
+
+    def _get_help_string(self, action: argparse.Action) -> Optional[str]:
+        if action.default is None or isinstance(action.default, bool):
+            return action.help
+        return super()._get_help_string(action)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="seed.sh", description=__doc__.splitlines()[0],
+                                     formatter_class=_HelpWithDefaults)
     parser.add_argument(
         "--url", default=f"http://127.0.0.1:{os.environ.get('PORT') or 8000}",
-        help="base URL of the running server (default: the one scripts/run.sh starts, http://127.0.0.1:$PORT, PORT 8000)",
+        help="base URL of the running server; scripts/run.sh serves at http://127.0.0.1:$PORT, 8000 when PORT is unset",
     )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--users", type=int, help="generate this many users (user<N>@seed.example.com)")
@@ -180,21 +216,32 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--password", default="seed-password", help="password of generated users")
     parser.add_argument("--concurrency", type=int, default=4, help="requests in flight at once")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for one answer")
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if (args.users is not None and args.users < 1) or args.items_per_user < 0 or args.concurrency < 1:
         parser.error("--users and --concurrency must be at least 1, --items-per-user at least 0")
-    try:
-        if args.file:
-            users = records.load(args.file)
-        else:
-            users = list(records.generated(args.users, args.items_per_user, args.password))
-        return run(args.url, users, args.concurrency, args.timeout)
-    except records.SeedFileError as error:
-        print(f"seed: {error}", file=sys.stderr)
-        return 1
-    except (Unreachable, ValueError) as error:
-        print(f"seed: {error}", file=sys.stderr)
-        return 2
+    if not args.timeout > 0:
+        parser.error("--timeout must be more than 0")
+    with signals_interrupt():
+        try:
+            if args.file:
+                users = records.load(args.file)
+            else:
+                users = list(records.generated(args.users, args.items_per_user, args.password))
+            return run(args.url, users, args.concurrency, args.timeout)
+        except Interrupted as stop:  # before the first request
+            print(f"seed: {stop.reason} before anything was sent", file=sys.stderr)
+            return stop.exit_code
+        except records.SeedFileError as error:
+            print(f"seed: {error}", file=sys.stderr)
+            return 1
+        except (Unreachable, ValueError) as error:
+            print(f"seed: {error}", file=sys.stderr)
+            return 2
 
 
 if __name__ == "__main__":

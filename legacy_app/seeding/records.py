@@ -12,8 +12,8 @@ from typing import Dict, Iterator, List, Optional
 
 from pydantic import ValidationError
 
+from ..accounts.emails import canonical_email
 from ..compat import public_errors
-from ..emails import canonical_email
 from ..schemas import ItemCreate, UserCreate
 
 

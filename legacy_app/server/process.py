@@ -1,5 +1,5 @@
-"""A uvicorn server in a subprocess, for measurements and tests that need a real server; and the
-HTTP session the package's tooling (seeding, compare, drills, benchmark) talks to servers with."""
+"""A uvicorn server in a child process: what `legacy-app compare` measures, and what the benchmarks,
+drills and tests that need a real server start."""
 import os
 import socket
 import subprocess
@@ -9,25 +9,8 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Set, Union
 
 import requests
-from requests.adapters import HTTPAdapter
-from urllib3.util import Retry
 
-PACKAGE_PARENT = Path(__file__).resolve().parent.parent
-
-
-def http_session(retries: int = 3) -> requests.Session:
-    """A keep-alive session, for one thread (requests' Session is not thread-safe).
-
-    A request that failed before an answer came is sent again only if it is idempotent: urllib3's
-    Retry leaves POST out of its default allowed_methods (a POST whose answer was lost may have
-    been carried out), while a GET is resent, e.g. when the server closed the kept-alive connection
-    after a 500 just as the next request left. A connection that could not be made carried nothing,
-    so that is retried for every method. No retry on a status: a 503 is an answer. retries=0 for
-    measurements in which a failed request is the result.
-    """
-    session = requests.Session()
-    session.mount("http://", HTTPAdapter(max_retries=Retry(total=retries, backoff_factor=0.2)))
-    return session
+PACKAGE_PARENT = Path(__file__).resolve().parents[2]  # the directory legacy_app/ is in
 
 
 def free_port() -> int:

@@ -4,7 +4,7 @@ from typing import Any, Callable, Optional, Pattern
 
 from starlette.responses import JSONResponse
 
-from . import compat
+from .. import compat
 
 AMBIGUOUS_FRAMING_DETAIL = "Content-Length and Transfer-Encoding together: the body's length is ambiguous"
 

@@ -11,7 +11,7 @@ import asyncio
 import os
 from typing import Any, Optional
 
-from .config import Settings
+from ..config import Settings
 
 try:
     import httptools  # noqa: F401  (uvicorn's "auto" picks httptools when it imports)

@@ -10,8 +10,8 @@ from typing import Any, Callable, Dict, Optional
 from fastapi import FastAPI
 from sqlalchemy.engine import Engine
 
-from . import compat
-from .config import ConfigError
+from .. import compat
+from ..config import ConfigError
 
 # Span attributes that carry the query string, which can hold an email (GET /users/?email=):
 # rewritten without it, as the request log never writes it. SQL spans carry statements with

@@ -1,17 +1,17 @@
-"""Error responses: never echo what the client sent, never a 500 for a database that is away; a 415
-for a body not declared as JSON; a 500 logged with its fix for a schema behind the code."""
+"""Error responses: never echo what the client sent, never a 500 for a database that is away; a 500
+logged with its fix for a schema behind the code; a 405 that lists every allowed method."""
 import logging
-from typing import Any, Dict, List, Optional, Pattern, Set, Tuple
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from starlette.routing import Match, compile_path
-from sqlalchemy.exc import DBAPIError, TimeoutError as PoolTimeout
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from starlette.routing import Match
 
-from . import compat
-from .compat import public_errors
-from .request_log import path_as_sent
+from .. import compat
+from ..compat import public_errors
+from ..observability.logs import path_as_sent
 
 logger = logging.getLogger("legacy_app")
 
@@ -101,81 +101,11 @@ async def method_not_allowed(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-JSON_ONLY_DETAIL = "Content-Type must be application/json"
-_NO_BODY_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})  # no operation of this API reads a body on these
-
-
-class RequireJsonContentType:
-    """415 for a body sent without a JSON Content-Type to an operation whose body is JSON.
-
-    FastAPI decides by the Content-Type whether to parse a body as JSON: on FastAPI 0.1xx a JSON
-    body sent as text/plain became a 422 about a "dict" the client did send, and FastAPI 0.86 parsed
-    a body with no Content-Type as JSON anyway. Which operations take JSON is read from the app's
-    OpenAPI schema (once, on the first body that is not JSON): other paths and methods answer as
-    before (404, 405). This runs outside the session middleware, before anything can be stored.
-    """
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-        self._json_operations: Optional[List[Tuple[Pattern[str], Set[str]]]] = None
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        # A GET (/health's path too) costs this middleware one comparison.
-        if scope["type"] != "http" or scope["method"] in _NO_BODY_METHODS:
-            await self.app(scope, receive, send)
-            return
-        if _has_body(scope) and not _declares_json(scope) and self._takes_json(scope):
-            await JSONResponse(status_code=415, content={"detail": JSON_ONLY_DETAIL})(scope, receive, send)
-            return
-        await self.app(scope, receive, send)
-
-    def _takes_json(self, scope: Any) -> bool:
-        if self._json_operations is None:
-            self._json_operations = _json_body_operations(scope["app"].openapi())
-        path, root_path = scope["path"], scope.get("root_path", "")
-        if root_path and path.startswith(root_path):  # Starlette 1.x includes root_path, 0.20 does not
-            path = path[len(root_path):]
-        return any(scope["method"] in methods and pattern.match(path) for pattern, methods in self._json_operations)
-
-
-def _json_body_operations(openapi: Dict[str, Any]) -> List[Tuple[Pattern[str], Set[str]]]:
-    operations = []
-    for path, by_method in openapi.get("paths", {}).items():
-        methods = {
-            method.upper() for method, operation in by_method.items()
-            if "application/json" in operation.get("requestBody", {}).get("content", {})
-        }
-        if methods:
-            operations.append((compile_path(path)[0], methods))
-    return operations
-
-
-def _header(scope: Any, name: bytes) -> Optional[bytes]:
-    for key, value in scope.get("headers", []):
-        if key == name:
-            return value
-    return None
-
-
-def _has_body(scope: Any) -> bool:
-    length = _header(scope, b"content-length")
-    return _header(scope, b"transfer-encoding") is not None or (length is not None and length.strip() not in (b"", b"0"))
-
-
-def _declares_json(scope: Any) -> bool:
-    """application/json or application/*+json, with any parameters: what FastAPI parses as JSON."""
-    media_type = (_header(scope, b"content-type") or b"").split(b";")[0].strip().lower()
-    return media_type == b"application/json" or (media_type.startswith(b"application/") and media_type.endswith(b"+json"))
-
-
 def _unavailable(detail: str) -> JSONResponse:
     return JSONResponse(status_code=503, content={"detail": detail}, headers={"Retry-After": RETRY_AFTER_SECONDS})
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    # Added before the body limit and request logging, which create_app adds outside it (they see
-    # its 415s), and after the session strategy, which stays inside it.
-    app.add_middleware(RequireJsonContentType)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(405, method_not_allowed)
     app.add_exception_handler(PoolTimeout, pool_timeout)

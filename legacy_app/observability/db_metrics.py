@@ -1,18 +1,18 @@
-"""Database figures: the engine's pool, and a measured Session class for the session factory.
+"""Database figures: the engine's pool, and the session factory's sessions.
 
 SQLAlchemy has no event for a session being created or closed, so those two are counted by a
-subclass of the factory's Session class; transactions and the wait for a connection by Session
+subclass of the factory's Session class (sessions.measured_session_class); transactions and the wait for a connection by Session
 events on its sessionmaker; connections in use by the pool (read at scrape time, or kept by its
 checkout and checkin events under several workers).
 """
 from time import perf_counter
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
-from . import compat
+from ..sessions import measured_session_class, refuses_use_after_close
 from .metrics import Metrics, multiprocess_mode
 
 SessionFactory = Callable[[], Session]
@@ -70,46 +70,13 @@ def measure_sessions(factory: SessionFactory, metrics: Metrics) -> SessionFactor
     """
     if not isinstance(factory, sessionmaker):
         return factory
-    measured_class = _measured_session_class(factory.class_, metrics, compat.refuses_use_after_close(factory))
+    measured_class = measured_session_class(
+        factory.class_, metrics.sessions.opened, metrics.sessions.closed,
+        metrics.sessions_used_after_close.inc if refuses_use_after_close(factory) else None,
+    )
     measured = sessionmaker(class_=measured_class, **factory.kw)
     _listen_for_transactions(measured, metrics)
     return measured
-
-
-def _measured_session_class(base: type, metrics: Metrics, refuses_late_use: bool) -> type:
-    sessions = metrics.sessions
-    used_after_close = metrics.sessions_used_after_close
-
-    class MeasuredSession(base):  # type: ignore[valid-type, misc]
-        # perf_counter() at creation; None once closed. A session counts from creation to its
-        # first close: one reused after that (allowed outside http-middleware) is not counted again.
-        _opened_at: Optional[float] = None
-        _asked_at: Optional[float] = None  # its transaction began, waiting for a connection
-        _connected_at: Optional[float] = None  # the transaction has its connection
-
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            self._opened_at = perf_counter()
-            sessions.opened()
-
-        def close(self) -> None:
-            try:
-                super().close()
-            finally:
-                opened_at, self._opened_at = self._opened_at, None
-                if opened_at is not None:
-                    sessions.closed(perf_counter() - opened_at)
-
-        if refuses_late_use:
-
-            def get_bind(self, *args: Any, **kwargs: Any) -> Any:
-                # Every statement asks for its bind before it begins a transaction, which a
-                # session closed for good refuses (SQLAlchemy 2.x right after this; 1.4 in it).
-                if self._opened_at is None:
-                    used_after_close.inc()
-                return super().get_bind(*args, **kwargs)
-
-    return MeasuredSession
 
 
 def _listen_for_transactions(factory: sessionmaker, metrics: Metrics) -> None:

@@ -1,0 +1,1 @@
+"""Users' credentials and identity: password hashing, its lane, canonical emails."""

@@ -1,0 +1,1 @@
+"""The database beyond the tutorial's database.py: migrations, timeouts, where calls run, sizing."""
