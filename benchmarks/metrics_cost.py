@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from legacy_app.server_process import ServerProcess
+from legacy_app.server.process import ServerProcess
 
 from .run import FAST_ENV, cpu_split, seed, warm_up, wrk
 

@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 from legacy_app.config import FLOOR_HASHING_ENV
-from legacy_app.server_process import ServerProcess, http_session, run_on
+from legacy_app.server.process import ServerProcess, run_on
+from legacy_app.server.client import http_session
 
 REFERENCE = "tutorial"
 OURS = ("asgi-middleware", "http-middleware", "yield-dependency")

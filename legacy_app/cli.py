@@ -1,154 +1,24 @@
 """`python -m legacy_app <command>`: serve, db, seed, compare, doctor, fix."""
 import argparse
-import errno
 import json
-import logging
 import os
-import socket
 import sys
 from pathlib import Path
 from typing import List, Optional, Tuple
 
-from sqlalchemy.engine import Engine
 from sqlalchemy.engine.url import make_url  # 1.3 has it here only
 from sqlalchemy.exc import SQLAlchemyError
 
-from .config import LOG_LEVELS, STRATEGIES, ConfigError, Settings, check_database_url
+from .config import LOG_LEVELS, STRATEGIES, CommandFailed, ConfigError, Settings, check_database_url
+from .server.serve import DEFAULT_HOST, DEFAULT_PORT, first_line, port_number, serve
 
 # The slim install (`pip install legacy_app`) has the session middleware and this command line; the
 # commands that serve, migrate, seed or compare need what the `service` extra adds.
 SERVICE_EXTRA = "pip install 'legacy_app[service]'"
 
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 8000
-
-
-class CommandFailed(Exception):
-    """The command cannot do what was asked; main() prints the message as one line and exits 1."""
-
-
-def _first_line(error: BaseException) -> str:
-    return str(getattr(error, "orig", None) or error).strip().splitlines()[0]
-
-
-def serve(args: argparse.Namespace) -> int:
-    """Check settings and database first (one clear line and exit 1 if either is wrong), then serve.
-
-    Workers are uvicorn's: separate processes started with spawn, each importing the app and so
-    building its own engine and pool; the check's engine is disposed before they start.
-    SIGTERM stops gracefully (in-flight requests finish) and the process exits 0: uvicorn re-raises
-    the signal after its shutdown, which a no-op handler turns into a normal return.
-    """
-    import signal
-
-    import uvicorn
-
-    from . import migrate
-    from .connections import default_max_connections, raise_file_limit
-    from .database import create_engine_from, for_maintenance, is_memory_sqlite
-    from .header_timeout import HeaderTimeoutProtocol
-    from .metrics import multiprocess_directory
-    from .request_log import logging_config
-
-    host, port = _listen_address(args)
-    _check_can_listen(host, port)  # before the database is touched: a second server migrates nothing
-    settings = Settings.from_env()
-    file_limit = raise_file_limit()  # inherited by the workers
-    max_connections = settings.max_connections or default_max_connections(
-        file_limit, settings.pool_size, settings.max_overflow
-    )
-    if args.workers > 1 and is_memory_sqlite(settings.database_url):
-        raise ConfigError("an in-memory SQLite database cannot be shared by several workers; use a file")
-    engine = create_engine_from(for_maintenance(settings))
-    try:
-        if settings.migrate_on_start:
-            note, done = migrate.upgrade_on_start(engine)
-            for line in filter(None, (note, done)):
-                _say(settings, "INFO", line)
-        _warn_if_pools_exceed_server(engine, settings, args.workers)
-    finally:
-        engine.dispose()
-    # Migrated once, here: the app's start-up, in every worker uvicorn starts (and in this process
-    # with one worker), must not run it again. The workers inherit this environment.
-    os.environ["MIGRATE_ON_START"] = "false"
-    log_level = args.log_level or settings.log_level
-    _say(settings, "INFO", f"file limit {file_limit}; at most {max_connections} connections per worker "
-         f"(MAX_CONNECTIONS); request heads within {settings.header_timeout:g} s (HEADER_TIMEOUT)")
-    signal.signal(signal.SIGTERM, lambda *_: None)  # replaced by uvicorn while serving, restored after
-    # Under several workers, a scrape of any one reports the sum over all (README: Observability).
-    with multiprocess_directory(args.workers if settings.metrics else 1):
-        uvicorn.run(
-            "legacy_app.main:app", host=host, port=port, workers=args.workers,
-            log_level=log_level, log_config=logging_config(log_level, settings.log_format),
-            access_log=False,  # legacy_app.request logs each request, with its id
-            limit_concurrency=max_connections,  # per worker: beyond it uvicorn answers 503 at once
-            http=HeaderTimeoutProtocol,  # closes connections slower than HEADER_TIMEOUT to send their head
-        )
-    return 0
-
-
-def _listen_address(args: argparse.Namespace) -> Tuple[str, int]:
-    """--host and --port, else the HOST and PORT environment variables, else 127.0.0.1:8000."""
-    host = args.host or os.environ.get("HOST", "").strip() or DEFAULT_HOST
-    if args.port is not None:
-        return host, args.port
-    raw = os.environ.get("PORT", "").strip()
-    if not raw:
-        return host, DEFAULT_PORT
-    try:
-        return host, _port(raw)
-    except argparse.ArgumentTypeError:
-        raise ConfigError(f"PORT must be an integer from 1 to 65535; got {raw!r}") from None
-
-
-def _check_can_listen(host: str, port: int) -> None:
-    """Bind the address as uvicorn will (SO_REUSEADDR, so a socket in TIME_WAIT does not count), and let go.
-
-    uvicorn would report a port in use only after the migration ran, among its start-up lines.
-    """
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET  # uvicorn's rule
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError as error:
-            if error.errno == errno.EADDRINUSE:
-                raise CommandFailed(
-                    f"cannot listen on {host}:{port}: the port is already in use (another server?); "
-                    "choose another with --port or PORT"
-                ) from None
-            raise CommandFailed(f"cannot listen on {host}:{port}: {error.strerror or error}") from None
-
-
-def _warn_if_pools_exceed_server(engine: Engine, settings: Settings, workers: int) -> None:
-    from . import capacity
-
-    try:
-        with engine.connect() as connection:
-            budget = capacity.read_budget(connection)
-    except SQLAlchemyError as error:  # only reached without MIGRATE_ON_START: serve, /health/ready tells
-        _say(settings, "WARNING", f"connection budget not checked: {_first_line(error)}")
-        return
-    warning = budget and capacity.over_budget_warning(settings, workers, budget)
-    if warning:
-        _say(settings, "WARNING", warning)
-
-
-def _say(settings: Settings, level: str, message: str) -> None:
-    """A line of serve's own on stderr, before uvicorn's logging starts: in the LOG_FORMAT of the rest."""
-    if settings.log_format == "json":
-        from .json_log import JsonFormatter
-
-        record = logging.LogRecord("legacy_app", getattr(logging, level), __file__, 0, message, None, None)
-        print(JsonFormatter().format(record), file=sys.stderr)
-    else:
-        prefix = "warning: " if level == "WARNING" else ""
-        print(f"legacy_app: {prefix}{message}", file=sys.stderr)
-
-
 def db(args: argparse.Namespace) -> int:
-    from . import migrate
     from .database import create_engine_from, for_maintenance
+    from .db import migrate
 
     if args.action == "revision" and not args.autogenerate:  # writes a file; needs no database
         print(_wrote(migrate.new_revision(args.message)))
@@ -196,15 +66,15 @@ def _refuse_missing_sqlite_file(url: str) -> None:
 
 def _wrote(path: Path) -> str:
     return (
-        f"wrote {path}: review it, add what it creates to ADOPTION_MARKERS in legacy_app/migrate.py, "
+        f"wrote {path}: review it, add what it creates to ADOPTION_MARKERS in legacy_app/db/migrate.py, "
         "then run db upgrade"
     )
 
 
 def seed(args: argparse.Namespace) -> int:
-    from . import migrate
+    from .accounts.passwords import make_password_hasher
     from .database import create_engine_from, for_maintenance
-    from .security import make_password_hasher
+    from .db import migrate
     from .seeding import bulk, records
 
     settings = Settings.from_env()
@@ -349,10 +219,7 @@ def _not_negative(raw: str) -> int:
 
 
 def _port(raw: str) -> int:
-    value = _positive(raw)
-    if value > 65535:
-        raise argparse.ArgumentTypeError("must be at most 65535")
-    return value
+    return port_number(raw)
 
 
 class _HelpWithDefaults(argparse.ArgumentDefaultsHelpFormatter):
@@ -377,7 +244,7 @@ def _one_line_errors() -> Tuple[type, ...]:
 
 def _revisions_text() -> str:
     try:
-        from .migrate import revisions
+        from .db.migrate import revisions
     except ImportError:
         return f"head, base, or one of this code's revisions (listed once the service extra is installed: {SERVICE_EXTRA})"
     return f"head, base, or one of this code's revisions: {', '.join(revisions())}"
@@ -398,7 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve_parser.add_argument("--host", help=f"address to listen on (default: HOST, else {DEFAULT_HOST})")
     serve_parser.add_argument("--port", type=_port, help=f"port to listen on (default: PORT, else {DEFAULT_PORT})")
-    serve_parser.add_argument("--workers", type=_positive, default=1, help="worker processes (README: Deployment)")
+    serve_parser.add_argument("--workers", type=_positive, default=1, help="worker processes (docs/deployment.md)")
     serve_parser.add_argument("--log-level", choices=LOG_LEVELS, help="(default: LOG_LEVEL, else info)")
     serve_parser.set_defaults(run=serve)
 
@@ -419,7 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_action("current", "print the applied revision and whether it is the head (a missing SQLite file: exit 1)")
     add_action("check", "exit 1 if the database differs from the models")
     revision_parser = add_action(
-        "revision", "write the next migration (0003, ...) into legacy_app/migrations/versions/"
+        "revision", "write the next migration (0003, ...) into legacy_app/db/migrations/versions/"
     )
     revision_parser.add_argument("-m", "--message", required=True, help="what the migration does (also its file name)")
     revision_parser.add_argument(
@@ -554,7 +421,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"legacy_app {args.command}: needs the service extra ({why}): {SERVICE_EXTRA}", file=sys.stderr)
         return 1
     except SQLAlchemyError as error:
-        print(f"legacy_app {args.command}: database error: {_first_line(error)}", file=sys.stderr)
+        print(f"legacy_app {args.command}: database error: {first_line(error)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

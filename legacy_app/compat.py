@@ -12,9 +12,7 @@ import fastapi
 import fastapi.routing
 import pydantic
 import sqlalchemy
-from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
-from sqlalchemy.orm import Session
 
 PYDANTIC_V2 = pydantic.VERSION.startswith("2.")
 SQLALCHEMY_2 = not sqlalchemy.__version__.startswith("1.")
@@ -73,47 +71,6 @@ def public_errors(errors: Iterable[Dict[str, Any]]) -> List[Dict[str, Any]]:
 
 
 # --- SQLAlchemy -----------------------------------------------------------------------------------
-
-
-class ClosedSessionError(sa_exc.InvalidRequestError):
-    """The session was closed for good; using it again would check out an orphan connection."""
-
-
-class _RefuseUseAfterCloseSession(Session):
-    """SQLAlchemy 1.4's stand-in for 2.x's ``close_resets_only=False``.
-
-    Every statement and flush asks ``get_bind()`` for an engine before it checks out a
-    connection, so refusing there fails loudly without touching the pool.
-    """
-
-    _closed_for_good = False
-
-    def close(self) -> None:
-        super().close()
-        self._closed_for_good = True
-
-    def get_bind(self, *args: Any, **kwargs: Any) -> Any:
-        if self._closed_for_good:
-            raise ClosedSessionError(
-                "This Session has been closed for good and cannot be used again; "
-                "under the http-middleware strategy the session closes when call_next() returns, "
-                "before streamed bodies and background tasks run."
-            )
-        return super().get_bind(*args, **kwargs)
-
-
-def refuse_use_after_close_options() -> Dict[str, Any]:
-    """sessionmaker() options that make a closed Session refuse further use."""
-    if SQLALCHEMY_2:
-        return {"close_resets_only": False}
-    return {"class_": _RefuseUseAfterCloseSession}
-
-
-def refuses_use_after_close(factory: Any) -> bool:
-    """Whether a sessionmaker's sessions refuse use once closed (refuse_use_after_close_options)."""
-    if SQLALCHEMY_2:
-        return factory.kw.get("close_resets_only") is False
-    return issubclass(factory.class_, _RefuseUseAfterCloseSession)
 
 
 def driver_url(url: str) -> str:

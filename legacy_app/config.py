@@ -1,7 +1,8 @@
 """One Settings object, read from the environment in one place."""
 import os
-from dataclasses import dataclass, fields, replace
-from typing import Callable, Dict, Mapping, Optional, TypeVar
+import functools
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Callable, Dict, Mapping, Optional
 
 ASGI_MIDDLEWARE = "asgi-middleware"
 HTTP_MIDDLEWARE = "http-middleware"
@@ -24,49 +25,109 @@ FLOOR_HASHING_ENV = {
     "ARGON2_PARALLELISM": "1",
 }
 
-T = TypeVar("T")
-
-
 class ConfigError(ValueError):
     """A setting has a value the service cannot start with."""
 
 
+class CommandFailed(Exception):
+    """A command cannot do what was asked; the command line prints the message as one line and exits 1."""
+
+
+def setting(env: str, default: Any, meaning: str, shown: str = "") -> Any:
+    """A Settings field: its environment variable, default and meaning, written here only.
+
+    ENV_NAMES and the table in docs/configuration.md come from these (`python -m tests.support.settings_table`
+    rewrites the table; tests/test_config.py checks it).
+    `shown` replaces the default in that table where the default is worked out at start.
+    """
+    return field(default=default, metadata={"env": env, "meaning": meaning, "shown": shown})
+
+
 @dataclass(frozen=True)
 class Settings:
-    database_url: str = "sqlite:///./sql_app.db"
-    session_strategy: str = ASGI_MIDDLEWARE
-    pool_size: int = 5
-    max_overflow: int = 10
-    pool_timeout: float = 10.0
+    database_url: str = setting(
+        "DATABASE_URL", "sqlite:///./sql_app.db",
+        "SQLAlchemy URL: `sqlite:///path`, `postgresql+psycopg://user@host/db`, `mysql+pymysql://user@host/db`; "
+        "anything else SQLAlchemy or the installed drivers cannot open (`postgres://`, `mysql://`, `mariadb://`) "
+        "is refused at start-up with the form to use instead ([databases](databases.md))",
+    )
+    session_strategy: str = setting(
+        "SESSION_STRATEGY", ASGI_MIDDLEWARE, "`asgi-middleware`, `http-middleware` or `yield-dependency` ([session strategies](session-strategies.md))",
+    )
+    pool_size: int = setting("DB_POOL_SIZE", 5, "connections kept in the pool (SQLite files and servers)")
+    max_overflow: int = setting("DB_MAX_OVERFLOW", 10, "extra connections allowed beyond the pool size")
+    pool_timeout: float = setting(
+        "DB_POOL_TIMEOUT", 10.0, "seconds a request waits for a free connection before it is answered 503",
+    )
     # argon2-cffi's default profile (RFC 9106 "low memory"): 64 MiB, 3 passes, 4 lanes.
-    argon2_time_cost: int = 3
-    argon2_memory_kib: int = 64 * 1024
-    argon2_parallelism: int = 4
-    migrate_on_start: bool = True
-    max_body_bytes: int = 64 * 1024  # the largest valid request is about 10 KB
-    # Bounds GET /users/{id} (a user comes with all its items): README, "The largest responses".
-    max_items_per_user: int = 1000
+    argon2_time_cost: int = setting("ARGON2_TIME_COST", 3, f"argon2id passes (at least {ARGON2_MIN_TIME_COST})")
+    argon2_memory_kib: int = setting(
+        "ARGON2_MEMORY_KIB", 64 * 1024, f"argon2id memory in KiB (at least {ARGON2_MIN_MEMORY_KIB}, OWASP's floor)",
+    )
+    argon2_parallelism: int = setting("ARGON2_PARALLELISM", 4, "argon2id parallelism (threads per hash)")
+    hashing_threads: int = setting(
+        "HASHING_THREADS", 0,
+        "passwords hashed at once per worker (the hashing lane, [failure behaviour](failure-behaviour.md)); `0`: one per CPU the "
+        "process may use, at most as many as 256 MiB holds at `ARGON2_MEMORY_KIB` (2 on a 2-CPU machine at the "
+        "defaults). Worst-case hashing memory per worker: this × `ARGON2_MEMORY_KIB`",
+    )
+    migrate_on_start: bool = setting(
+        "MIGRATE_ON_START", True,
+        "upgrade the schema to the newest migration at start-up (adopting a database `create_all()` made)",
+    )
+    max_body_bytes: int = setting(
+        "MAX_BODY_BYTES", 64 * 1024,  # the largest valid request is about 10 KB
+        "larger request bodies are answered 413 before they are parsed (at least 1024)",
+    )
+    max_items_per_user: int = setting(
+        "MAX_ITEMS_PER_USER", 1000,
+        "items one user may hold; one more is a 409 and stores nothing (at least 1). It bounds "
+        "`GET /users/{id}` ([the largest responses](api.md))",
+    )
     # psycopg 3 prepares a statement run 5 times on a connection; PgBouncer < 1.21 in transaction
     # mode hands the next transaction another server connection, where it does not exist.
-    prepared_statements: bool = True
-    log_level: str = "info"
-    log_format: str = "text"
-    metrics: bool = True
-    # PostgreSQL ends a session left idle inside a transaction this long: a leaked transaction cannot
-    # hold its locks and its connection for ever. 0 leaves the server's own setting.
-    idle_in_transaction_timeout: float = 60.0
-    # The server ends a statement running this long, and the client cuts a connection that gives no
-    # answer for about as long (a silent partition). 0 leaves the server's setting and cuts nothing.
-    statement_timeout: float = 10.0
-    # Password hashes computed at once per worker (hashing_lane); 0 sizes it from the CPUs and memory.
-    hashing_threads: int = 0
-    # OpenTelemetry's standard variable: set, the service exports traces there (the `otel` extra).
-    otlp_endpoint: str = ""
-    # Connections one `serve` worker holds at most (uvicorn's limit_concurrency: beyond it, 503 at
-    # once); 0: sized from the file limit serve raises at start (legacy_app/connections.py).
-    max_connections: int = 0
-    # Seconds a connection has to send a complete request head; then `serve` closes it.
-    header_timeout: float = 10.0
+    prepared_statements: bool = setting(
+        "DB_PREPARED_STATEMENTS", True,
+        "`false` stops psycopg 3 preparing statements: needed behind PgBouncer in transaction mode ([deployment](deployment.md))",
+    )
+    log_level: str = setting(
+        "LOG_LEVEL", "info", "`debug`, `info`, `warning`, `error` or `critical`; at `info` every request is logged",
+    )
+    log_format: str = setting(
+        "LOG_FORMAT", "text",
+        "`json`: every line `serve` logs is one JSON object, request lines with their fields as keys ([observability](observability.md))",
+    )
+    metrics: bool = setting("METRICS", True, "`false` turns off `GET /metrics` and every metric hook ([observability](observability.md))")
+    idle_in_transaction_timeout: float = setting(
+        "DB_IDLE_IN_TRANSACTION_TIMEOUT", 60.0,
+        "seconds PostgreSQL lets a connection sit idle inside a transaction before it ends it (a leaked "
+        "transaction cannot hold its locks and its connection for ever); `0` leaves the server's own setting "
+        "(needed behind PgBouncer)",
+    )
+    statement_timeout: float = setting(
+        "DB_STATEMENT_TIMEOUT", 10.0,
+        "seconds a statement may run: PostgreSQL's `statement_timeout`, MariaDB's `max_statement_time`; a "
+        "connection that gives no answer for this plus 1 s is cut by the service ([failure behaviour](failure-behaviour.md)); "
+        "`0` leaves the server's setting and cuts nothing (needed behind PgBouncer). Not applied to `db`, `seed` "
+        "and the migration at start-up, whose statements may rightly run longer",
+    )
+    otlp_endpoint: str = setting(
+        "OTEL_EXPORTER_OTLP_ENDPOINT", "",
+        "OpenTelemetry's standard variable: set, request and SQL spans are exported there over OTLP/HTTP "
+        "(needs the `otel` extra: `pip install '.[service,otel]'`; [traces](observability.md))",
+    )
+    max_connections: int = setting(
+        "MAX_CONNECTIONS", 0,
+        "connections one `serve` worker holds at once (uvicorn's limit_concurrency); beyond it a request is "
+        "answered 503 at once. `0`: the file limit (which `serve` raises to the hard limit) less the pool "
+        "(`DB_POOL_SIZE` + `DB_MAX_OVERFLOW`) and 64 for the process itself ([deployment](deployment.md))",
+        shown="from the file limit",
+    )
+    header_timeout: float = setting(
+        "HEADER_TIMEOUT", 10.0,
+        "seconds a connection under `serve` has to send a complete request head, from when it opened or began "
+        "its next request; then it is closed ([deployment](deployment.md))",
+    )
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "log_level", self.log_level.lower())  # LOG_LEVEL=INFO is fine too
@@ -111,45 +172,30 @@ class Settings:
     def from_env(cls, environ: Optional[Mapping[str, str]] = None) -> "Settings":
         environ = os.environ if environ is None else environ
         values: Dict[str, object] = {}
-        for field in fields(cls):
-            variable = ENV_NAMES[field.name]
+        for item in fields(cls):
+            variable = item.metadata["env"]
             raw = environ.get(variable)
             if raw is None or raw.strip() == "":
                 continue
-            parse = _PARSERS.get(field.type, str)
+            parse = _PARSERS.get(item.type, str)
             try:
-                values[field.name] = parse(raw.strip())
+                values[item.name] = parse(raw.strip())
             except ValueError:
-                raise ConfigError(f"{variable} must be {_DESCRIPTIONS[field.type]}; got {raw!r}") from None
+                raise ConfigError(f"{variable} must be {_DESCRIPTIONS[item.type]}; got {raw!r}") from None
         return cls(**values)
 
     def with_overrides(self, **changes: object) -> "Settings":
         return replace(self, **changes)
 
 
-ENV_NAMES = {
-    "database_url": "DATABASE_URL",
-    "session_strategy": "SESSION_STRATEGY",
-    "pool_size": "DB_POOL_SIZE",
-    "max_overflow": "DB_MAX_OVERFLOW",
-    "pool_timeout": "DB_POOL_TIMEOUT",
-    "argon2_time_cost": "ARGON2_TIME_COST",
-    "argon2_memory_kib": "ARGON2_MEMORY_KIB",
-    "argon2_parallelism": "ARGON2_PARALLELISM",
-    "migrate_on_start": "MIGRATE_ON_START",
-    "max_body_bytes": "MAX_BODY_BYTES",
-    "prepared_statements": "DB_PREPARED_STATEMENTS",
-    "log_level": "LOG_LEVEL",
-    "log_format": "LOG_FORMAT",
-    "metrics": "METRICS",
-    "idle_in_transaction_timeout": "DB_IDLE_IN_TRANSACTION_TIMEOUT",
-    "statement_timeout": "DB_STATEMENT_TIMEOUT",
-    "hashing_threads": "HASHING_THREADS",
-    "otlp_endpoint": "OTEL_EXPORTER_OTLP_ENDPOINT",
-    "max_items_per_user": "MAX_ITEMS_PER_USER",
-    "max_connections": "MAX_CONNECTIONS",
-    "header_timeout": "HEADER_TIMEOUT",
-}
+ENV_NAMES = {item.name: item.metadata["env"] for item in fields(Settings)}
+
+
+@functools.lru_cache(maxsize=None)
+def environment_settings() -> Settings:
+    """The process's settings from its environment, read once: for callers that bring none (the
+    tutorial's `database.engine`, and crud calls made as the tutorial makes them)."""
+    return Settings.from_env()
 
 
 def _parse_bool(raw: str) -> bool:

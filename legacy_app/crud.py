@@ -24,21 +24,20 @@ from sqlalchemy.orm import Session, joinedload, selectinload
 from sqlalchemy.sql import Executable
 
 from . import models, schemas
-from .config import Settings
+from .accounts.emails import canonical_email
+from .accounts.passwords import default_password_hasher
+from .config import environment_settings
 from .database import begin_write
-from .emails import canonical_email
-from .security import default_password_hasher
 
-# One user: its items in the same statement (an outer join), 241 µs against 400 µs for a second
-# SELECT ... IN (measured in-process, SQLite, 10 items). A page of users: one more statement for
-# all their items, cheaper than joining a LIMITed page (4.5 against 5.3 ms for 100 users).
+# One user: its items in the same statement (an outer join), cheaper than a second SELECT ... IN.
+# A page of users: one more statement for all their items, cheaper than joining a LIMITed page.
+# (Both measured: docs/performance.md, in-process figures.)
 _USER_WITH_ITEMS = select(models.User).options(joinedload(models.User.items))
 _USERS_WITH_ITEMS = select(models.User).options(selectinload(models.User.items)).order_by(models.User.id)
 
 # The reads' statements are built once, with bound parameters, not per call: SQLAlchemy finds a
 # statement's compiled form by its cache key, which a statement built per call (`.where(User.id ==
-# user_id)`) computes again each time and one built once computes once. A user with its items:
-# 364-374 µs against 447-493 µs a call (measured in-process, SQLite).
+# user_id)`) computes again each time and one built once computes once (docs/performance.md).
 _USER_BY_ID = _USER_WITH_ITEMS.where(models.User.id == bindparam("user_id"))
 _USER_BY_EMAIL = _USER_WITH_ITEMS.where(models.User.email_canonical == bindparam("email_canonical"))
 _USERS_PAGE = _USERS_WITH_ITEMS.offset(bindparam("skip")).limit(bindparam("limit"))
@@ -137,7 +136,7 @@ def create_user_item(
     Raises ItemLimitReached when the owner already holds `max_items` items (default: the
     settings' MAX_ITEMS_PER_USER), and stores nothing.
     """
-    limit = Settings.from_env().max_items_per_user if max_items is None else max_items
+    limit = environment_settings().max_items_per_user if max_items is None else max_items
     begin_write(db)
     # The owner's row stays locked until the commit (FOR UPDATE on PostgreSQL and MariaDB; SQLite's
     # BEGIN IMMEDIATE already admits one writer), so two creations for one user count in turn.

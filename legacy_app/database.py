@@ -13,8 +13,9 @@ from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.orm import Session, declarative_base
 from sqlalchemy.pool import QueuePool, StaticPool
 
-from . import compat, connection_deadline
-from .config import Settings
+from . import compat
+from .config import Settings, environment_settings
+from .db import connection_deadline
 
 # sqlalchemy.orm.declarative_base exists from 1.4 on; the old ext.declarative path warns on 1.4 and 2.x.
 Base = declarative_base()
@@ -29,7 +30,7 @@ def __getattr__(name: str) -> Any:
     if not _built:
         from .sessions import make_session_factory
 
-        settings = Settings.from_env()
+        settings = environment_settings()
         engine = create_engine_from(settings)
         _built.update(engine=engine, SessionLocal=make_session_factory(engine, settings.session_strategy))
     return _built[name]
@@ -164,7 +165,7 @@ def _startup_options(url: URL, settings: Settings) -> str:
 
     Startup options rather than a SET on connect: they hold for the connection's whole life and
     cost no round trip. PgBouncer (1.18) refuses the `options` parameter: there, turn these off
-    and set the timeouts on the server (README: Deployment).
+    and set the timeouts on the server (docs/deployment.md).
     """
     parts = []
     for name, seconds in (("idle_in_transaction_session_timeout", settings.idle_in_transaction_timeout),

@@ -8,23 +8,29 @@ import logging
 import sys
 from typing import Any, Callable, Optional, Tuple
 
+from asgi_correlation_id import CorrelationIdMiddleware
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 from sqlalchemy.engine import Engine
+from starlette.middleware import Middleware
 
-from . import compat, database, db_metrics, migrate
-from .config import ConfigError, Settings
-from .connections import log_accept_errors_once_per_interval
+from . import compat, database
+from .accounts.hashing_lane import make_hashing_lane
+from .accounts.passwords import make_password_hasher
+from .config import YIELD_DEPENDENCY, ConfigError, Settings
 from .database import create_engine_from, for_maintenance
-from .errors import COMMON_RESPONSES, install_error_handlers
-from .hashing_lane import make_hashing_lane
-from .http_edges import RequestEdges
-from .http_protection import BodyLimitAndSecurityHeaders
-from .metrics import Metrics, install_metrics, mark_this_worker_dead
-from .request_log import install_request_logging
+from .db import migrate
+from .http.edges import RequestEdges
+from .http.errors import COMMON_RESPONSES, install_error_handlers
+from .http.json_only import RequireJsonContentType
+from .http.observer import RequestObserver
+from .http.protection import BodyLimitAndSecurityHeaders
+from .observability import db_metrics
+from .observability.logs import REQUEST_ID_HEADER, is_acceptable_request_id
+from .observability.metrics import Metrics, mark_this_worker_dead
 from .routers import health, items, users
-from .security import make_password_hasher
-from .sessions import SessionFactory, get_db, install_session_strategy, make_session_factory
+from .server.connections import log_accept_errors_once_per_interval
+from .sessions import SessionFactory, get_db, make_session_factory, strategy_middleware, use_yield_dependency
 
 __all__ = ["app", "create_app", "get_db"]
 
@@ -55,7 +61,7 @@ def create_app(
         session_factory = db_metrics.measure_sessions(session_factory, metrics)
 
     def startup() -> None:
-        log_accept_errors_once_per_interval()  # not a traceback per failed accept() (README: Connections)
+        log_accept_errors_once_per_interval()  # not a traceback per failed accept() (docs/deployment.md: Connections)
         if settings.migrate_on_start:  # `serve` migrates before its workers start, and turns this off
             note, done = _upgrade_on_start(engine, settings)
             if note:
@@ -63,8 +69,7 @@ def create_app(
             logger.info("%s", done)
         # What imports and start-up made lives as long as the server: frozen, the collector stops
         # rescanning it at every full collection, which a request loading a thousand ORM objects
-        # triggers (measured in-process, a page of 100 users with their items: mean 11.5-13.7 ms
-        # without, 6.7-6.8 ms with; the median, about 6.6 ms, is the same).
+        # triggers: a page of 100 users with their items (docs/performance.md, in-process figures).
         gc.freeze()
 
     stop_tracing: Callable[[], None] = lambda: None
@@ -76,30 +81,46 @@ def create_app(
         if metrics is not None:
             mark_this_worker_dead()  # under several workers: its gauges stop counting in the sum
 
+    # The whole middleware stack, outermost first: a request passes down this list, its response back up.
+    middleware = [
+        # Outermost, so the log line of every response below carries the request's id, honoured or made.
+        Middleware(CorrelationIdMiddleware, header_name=REQUEST_ID_HEADER, validator=is_acceptable_request_id),
+        # Times the request and notes its status once, for the request log and http_requests_total:
+        # outside every layer that can answer, so their 413s, 415s and 400s are logged and counted too.
+        # It answers GET /metrics itself, before any session exists.
+        Middleware(RequestObserver, metrics=metrics),
+        # The body size limit (413) and the protective headers, on every response from here inward.
+        Middleware(BodyLimitAndSecurityHeaders, max_body_bytes=settings.max_body_bytes),
+        # Ambiguous framing refused (400), HEAD answered as GET, `/users` served as `/users/`.
+        Middleware(RequestEdges),
+        # A body not declared as JSON is a 415 before a session is opened or anything stored.
+        Middleware(RequireJsonContentType),
+        # Innermost: the request's database session (none here under yield-dependency; see sessions.py).
+        *strategy_middleware(settings.session_strategy, session_factory),
+    ]
     # /docs and /redoc with Swagger UI and ReDoc served from the package, not a CDN: they work offline.
     app = FastAPIOffline(
         title="legacy_app",
         version="1.0.0",
         swagger_ui_parameters={"validatorUrl": None},  # no badge fetched from validator.swagger.io
+        middleware=middleware,
         **compat.lifespan_kwargs(startup, shutdown),
     )
     app.state.settings = settings
     app.state.engine = engine
+    app.state.metrics = metrics
+    app.state.session_factory = session_factory
     app.state.password_hasher = make_password_hasher(settings)
     app.state.hashing_lane = make_hashing_lane(settings)
-    install_session_strategy(app, settings.session_strategy, session_factory)
+    if settings.session_strategy == YIELD_DEPENDENCY:
+        use_yield_dependency(app)
     install_error_handlers(app)
     app.router.redirect_slashes = False  # RequestEdges serves `/users` as `/users/`: a redirect would trust Host
-    app.add_middleware(RequestEdges)  # inside the body limit: its 400 gets the protective headers
-    app.add_middleware(BodyLimitAndSecurityHeaders, max_body_bytes=settings.max_body_bytes)  # sees every response
-    if metrics is not None:
-        install_metrics(app, metrics)  # counts every response, the body limit's 413s included
-    install_request_logging(app)  # outermost: logs every response, the body limit's 413s included
     app.include_router(users.router, responses=COMMON_RESPONSES)
     app.include_router(items.router, responses=COMMON_RESPONSES)
     app.include_router(health.router, responses=COMMON_RESPONSES)
     if settings.otlp_endpoint or tracer_provider is not None:
-        from .tracing import install_tracing  # only now: OpenTelemetry is an optional extra
+        from .observability.tracing import install_tracing  # only now: OpenTelemetry is an optional extra
 
         stop_tracing = install_tracing(app, engine, tracer_provider)
     return app

@@ -11,8 +11,8 @@ from sqlalchemy.dialects import mysql
 from sqlalchemy.engine.default import DefaultExecutionContext
 from sqlalchemy.orm import relationship
 
+from .accounts.emails import CANONICAL_MAX_LENGTH, canonical_email
 from .database import Base
-from .emails import CANONICAL_MAX_LENGTH, canonical_email
 
 EMAIL_MAX_LENGTH = 254  # RFC 5321 path limit, as email-validator enforces
 TITLE_MAX_LENGTH = 200

@@ -9,8 +9,8 @@ from typing import List, Optional
 
 from pydantic import BaseModel, EmailStr, Field, StrictStr, ValidationError
 
+from .accounts.emails import CANONICAL_MAX_LENGTH, canonical_email
 from .compat import NULLABLE, OrmModel, field_validator, schema_only
-from .emails import CANONICAL_MAX_LENGTH, canonical_email
 from .models import DESCRIPTION_MAX_LENGTH, TITLE_MAX_LENGTH
 
 PASSWORD_MAX_LENGTH = 1024  # argon2 takes any length; this bounds the work one request can ask for

@@ -7,14 +7,16 @@ SQLAlchemy 1.3.24+ (docs/middleware.md)::
     from legacy_app.sessions import DBSessionMiddleware, get_db
     app.add_middleware(DBSessionMiddleware, session_factory=SessionLocal)
 
-The rest is the service's: its three strategies (install_session_strategy) over one crud + router
-layer that only ever asks for `get_db`.
+The rest is the service's: every Session class it makes, and its three strategies (strategy_middleware)
+over one crud + router layer that only ever asks for `get_db`.
 """
 import asyncio
-from typing import Any, Awaitable, Callable, Dict, Iterator
+from time import perf_counter
+from typing import Any, Awaitable, Callable, Dict, Iterator, List, Optional
 
 from fastapi import FastAPI
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import InvalidRequestError
 from sqlalchemy.orm import Session, scoped_session, sessionmaker
 from starlette.requests import Request
 from starlette.responses import Response
@@ -184,6 +186,90 @@ class SkipEmptyCloseSession(Session):
             super().close()
 
 
+class ClosedSessionError(InvalidRequestError):
+    """The session was closed for good; using it again would check out an orphan connection."""
+
+
+class RefuseUseAfterCloseSession(Session):
+    """SQLAlchemy 1.4's stand-in for 2.x's ``close_resets_only=False``.
+
+    Every statement and flush asks ``get_bind()`` for an engine before it checks out a
+    connection, so refusing there fails loudly without touching the pool.
+    """
+
+    _closed_for_good = False
+
+    def close(self) -> None:
+        super().close()
+        self._closed_for_good = True
+
+    def get_bind(self, *args: Any, **kwargs: Any) -> Any:
+        if self._closed_for_good:
+            raise ClosedSessionError(
+                "This Session has been closed for good and cannot be used again; "
+                "under the http-middleware strategy the session closes when call_next() returns, "
+                "before streamed bodies and background tasks run."
+            )
+        return super().get_bind(*args, **kwargs)
+
+
+def refuse_use_after_close_options() -> Dict[str, Any]:
+    """sessionmaker() options that make a closed Session refuse further use."""
+    from . import compat
+
+    if compat.SQLALCHEMY_2:
+        return {"close_resets_only": False}
+    return {"class_": RefuseUseAfterCloseSession}
+
+
+def refuses_use_after_close(factory: Any) -> bool:
+    """Whether a sessionmaker's sessions refuse use once closed (refuse_use_after_close_options)."""
+    from . import compat
+
+    if compat.SQLALCHEMY_2:
+        return factory.kw.get("close_resets_only") is False
+    return issubclass(factory.class_, RefuseUseAfterCloseSession)
+
+
+def measured_session_class(
+    base: type, opened: Callable[[], None], closed: Callable[[float], None],
+    used_after_close: Optional[Callable[[], None]] = None,
+) -> type:
+    """A subclass of `base` that calls opened() when made, closed(seconds) at its first close, and
+    used_after_close() when a session closed for good is asked for a bind (observability/db_metrics)."""
+
+    class MeasuredSession(base):  # type: ignore[valid-type, misc]
+        # perf_counter() at creation; None once closed. A session counts from creation to its
+        # first close: one reused after that (allowed outside http-middleware) is not counted again.
+        _opened_at: Optional[float] = None
+        _asked_at: Optional[float] = None  # its transaction began, waiting for a connection
+        _connected_at: Optional[float] = None  # the transaction has its connection
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self._opened_at = perf_counter()
+            opened()
+
+        def close(self) -> None:
+            try:
+                super().close()
+            finally:
+                opened_at, self._opened_at = self._opened_at, None
+                if opened_at is not None:
+                    closed(perf_counter() - opened_at)
+
+        if used_after_close is not None:
+
+            def get_bind(self, *args: Any, **kwargs: Any) -> Any:
+                # Every statement asks for its bind before it begins a transaction, which a
+                # session closed for good refuses (SQLAlchemy 2.x right after this; 1.4 in it).
+                if self._opened_at is None:
+                    used_after_close()
+                return super().get_bind(*args, **kwargs)
+
+    return MeasuredSession
+
+
 def make_session_factory(engine: Engine, strategy: str = ASGI_MIDDLEWARE) -> SessionFactory:
     """The sessionmaker for `strategy`: database.SessionLocal is this, for the configured one.
 
@@ -192,34 +278,28 @@ def make_session_factory(engine: Engine, strategy: str = ASGI_MIDDLEWARE) -> Ses
     session closes before streamed bodies and background tasks run, so a closed session refuses
     further use instead of silently opening a transaction on a connection nobody returns.
     """
-    from . import compat  # the service's stack differences; the public API above needs none
-
     options: Dict[str, Any] = {"bind": engine, "autoflush": False, "expire_on_commit": False}
     if strategy == HTTP_MIDDLEWARE:
-        options.update(compat.refuse_use_after_close_options())
+        options.update(refuse_use_after_close_options())
     else:
         options["class_"] = SkipEmptyCloseSession
     return sessionmaker(**options)
 
 
-def add_http_middleware(app: FastAPI, session_factory: SessionFactory) -> None:
+async def http_middleware_dispatch(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
     """http-middleware: the `@app.middleware("http")` form of older apps, hardened; kept for comparison.
 
-    call_next() returns as soon as the response starts, so this closes the session before the
-    body is streamed and before background tasks run; make_session_factory() gives this strategy
-    sessions that then refuse late use. Not part of the public API: it cuts streams short by design.
+    create_app declares it as what that decorator adds, BaseHTTPMiddleware(dispatch=this). call_next()
+    returns as soon as the response starts, so this closes the session before the body is streamed and
+    before background tasks run; make_session_factory() gives this strategy sessions that then refuse
+    late use. Not part of the public API: it cuts streams short by design.
     """
-
-    @app.middleware("http")
-    async def db_session_middleware(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        db = session_factory()
-        request.state.db = db
-        try:
-            return await call_next(request)
-        finally:
-            await close_session(db)
+    db = request.app.state.session_factory()
+    request.state.db = db
+    try:
+        return await call_next(request)
+    finally:
+        await close_session(db)
 
 
 def session_dependency(request: Request) -> Iterator[Session]:
@@ -231,14 +311,24 @@ def session_dependency(request: Request) -> Iterator[Session]:
         db.close()
 
 
-def install_session_strategy(app: FastAPI, strategy: str, session_factory: SessionFactory) -> None:
-    app.state.session_factory = session_factory
+def strategy_middleware(strategy: str, session_factory: SessionFactory) -> List[Any]:
+    """The innermost entries of create_app's middleware list for `strategy` (none for the yield dependency).
+
+    Every strategy also finds its factory on app.state.session_factory, and yield-dependency replaces
+    get_db (use_yield_dependency).
+    """
+    from starlette.middleware import Middleware
+    from starlette.middleware.base import BaseHTTPMiddleware
+
     if strategy == ASGI_MIDDLEWARE:
-        app.add_middleware(DBSessionMiddleware, session_factory=session_factory)
-    elif strategy == HTTP_MIDDLEWARE:
-        add_http_middleware(app, session_factory)
-    elif strategy == YIELD_DEPENDENCY:
-        # Replaces get_db for every route; a test's own dependency_overrides[get_db] replaces it.
-        app.dependency_overrides[get_db] = session_dependency
-    else:
-        raise ValueError(f"unknown session strategy {strategy!r}")
+        return [Middleware(DBSessionMiddleware, session_factory=session_factory)]
+    if strategy == HTTP_MIDDLEWARE:
+        return [Middleware(BaseHTTPMiddleware, dispatch=http_middleware_dispatch)]
+    if strategy == YIELD_DEPENDENCY:
+        return []
+    raise ValueError(f"unknown session strategy {strategy!r}")
+
+
+def use_yield_dependency(app: FastAPI) -> None:
+    """Replace get_db for every route; a test's own dependency_overrides[get_db] replaces this in turn."""
+    app.dependency_overrides[get_db] = session_dependency

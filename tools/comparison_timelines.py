@@ -14,7 +14,7 @@ from typing import Any, Dict
 from legacy_app.config import FLOOR_HASHING_ENV, STRATEGIES
 from legacy_app.doctor.runner import run_doctor
 from legacy_app.doctor.timeline import render_html
-from legacy_app.server_process import PACKAGE_PARENT
+from legacy_app.server.process import PACKAGE_PARENT
 
 DOCS = PACKAGE_PARENT / "docs"
 REQUESTS = '[{"method": "GET", "path": "/probe/background"}, {"method": "GET", "path": "/probe/stream"}]'

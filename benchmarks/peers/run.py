@@ -24,7 +24,7 @@ from sqlalchemy import create_engine, insert
 from benchmarks.peers import PEERS
 from benchmarks.run import cpu_split, drive_round, stop_servers, summary, warm_up
 from benchmarks.tutorial_app.models import Base, Item, User
-from legacy_app.server_process import ServerProcess
+from legacy_app.server.process import ServerProcess
 
 OURS = "ours"
 OTHERS = tuple(peer for peer in PEERS if peer != OURS)

@@ -3,7 +3,7 @@ import functools
 
 from argon2 import PasswordHasher, Type
 
-from .config import Settings
+from ..config import Settings, environment_settings
 
 
 def make_password_hasher(settings: Settings) -> PasswordHasher:
@@ -18,4 +18,4 @@ def make_password_hasher(settings: Settings) -> PasswordHasher:
 @functools.lru_cache(maxsize=None)
 def default_password_hasher() -> PasswordHasher:
     """The hasher of the environment's settings, for crud calls that bring none (as the tutorial's)."""
-    return make_password_hasher(Settings.from_env())
+    return make_password_hasher(environment_settings())

@@ -18,9 +18,9 @@ from starlette.responses import StreamingResponse
 from .. import schemas
 from ..config import Settings
 from ..database import create_engine_from
-from ..deps import DbSession
 from ..main import create_app
 from ..models import User
+from ..routers.deps import DbSession
 from ..sessions import make_session_factory
 
 PROBE_EMAIL = "probe-flushed@example.invalid"

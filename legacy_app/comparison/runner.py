@@ -16,7 +16,7 @@ from sqlalchemy.engine import make_url
 from ..config import FLOOR_HASHING_ENV, STRATEGIES, Settings
 from ..database import create_engine_from
 from ..doctor.runner import SETTLE_SECONDS, Doctor, DoctorServer
-from ..server_process import PACKAGE_PARENT, ServerProcess
+from ..server.process import PACKAGE_PARENT, ServerProcess
 from . import scenarios
 
 PROBE_APP = "legacy_app.comparison.probe:app"

@@ -21,7 +21,7 @@ from sqlalchemy.engine import Engine
 
 from ..doctor.runner import Doctor, get
 from ..models import User
-from ..server_process import http_session
+from ..server.client import http_session
 from .probe import PROBE_EMAIL
 
 Events = List[Dict[str, Any]]

@@ -4,10 +4,9 @@ PostgreSQL and MariaDB wait on the network with the GIL released: every call goe
 thread pool, and the connection pool is the limit.
 
 SQLite runs inside this process: a query is CPU work under the GIL wherever it runs, so a thread
-gives it no parallelism, only hand-offs. Measured here, one thread ran 5,383 `get_user` calls a
-second and eight threads together 1,687; and a read's hop to a thread and back cost more than the
-read (a user with its items: 389 µs a request in-process on the loop, 512 µs through a thread).
-So on SQLite:
+gives it no parallelism, only hand-offs: eight threads together ran fewer `get_user` calls a second
+than one, and a read's hop to a thread and back cost more than the read (docs/performance.md,
+in-process figures). So on SQLite:
 - reads run on the event loop (WAL: a reader never waits for a writer's lock), unless the pool
   has no connection free, which only a burst of writes holding them all can cause: then a thread,
   so that the loop never waits for the pool;

@@ -12,7 +12,7 @@ from typing import Optional
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
-from .config import Settings
+from ..config import Settings
 
 
 @dataclass(frozen=True)
@@ -59,5 +59,5 @@ def over_budget_warning(settings: Settings, workers: int, budget: ConnectionBudg
         f"(max_connections {budget.max_connections} − {budget.reserved} reserved − "
         f"{budget.in_use_by_others} open by other clients); under load, requests would fail with "
         f"'too many connections'. Lower --workers, DB_POOL_SIZE or DB_MAX_OVERFLOW, raise max_connections, "
-        f"or put PgBouncer in front (README: Deployment)."
+        f"or put PgBouncer in front (docs/deployment.md)."
     )

@@ -343,15 +343,6 @@ def _secrets_pattern(secrets: Set[str]) -> "re.Pattern[str]":
 
 # --- ids seen in answers, and the paths they fill ----------------------------------------------------
 
-def collect_ids(body: bytes) -> Dict[str, List[Any]]:
-    """The scalar values of keys named id or ending in _id in a JSON body, by key, shallowest first.
-
-    An `id` inside an object under a key also counts as that key's id: {"owner": {"id": 3}} gives owner_id 3,
-    {"items": [{"id": 7}]} gives item_id 7 (one trailing s dropped)."""
-    document = _json(body)
-    return {} if document is MISSING else _ids_in(document)
-
-
 def _ids_in(document: Any) -> Dict[str, List[Any]]:
     ids: Dict[str, List[Any]] = {}
     queue: List[Tuple[Any, Optional[str]]] = [(document, None)]

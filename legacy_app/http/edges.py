@@ -2,7 +2,9 @@
 import re
 from typing import Any, Callable, Optional, Pattern
 
+from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .. import compat
 
@@ -22,13 +24,14 @@ class RequestEdges:
       http://evil.example/users/). The paths in the OpenAPI schema keep the tutorial's slash.
     """
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
         self._match_without_slash: Optional[Callable[[str], Any]] = None  # slash-ended routes' paths, minus it
 
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            if _has_both_lengths(scope["headers"]):
+            headers = Headers(scope=scope)
+            if "transfer-encoding" in headers and "content-length" in headers:
                 response = JSONResponse({"detail": AMBIGUOUS_FRAMING_DETAIL}, status_code=400, headers={"Connection": "close"})
                 await response(scope, receive, send)
                 return
@@ -46,14 +49,6 @@ class RequestEdges:
     def _compile(self, app: Any) -> Callable[[str], Any]:
         self._match_without_slash = _slash_ended_paths_without_slash(app).match
         return self._match_without_slash
-
-
-def _has_both_lengths(headers: Any) -> bool:
-    # On every request: a loop that usually finds no Transfer-Encoding costs half of building a set.
-    for name, _ in headers:
-        if name == b"transfer-encoding":
-            return any(other == b"content-length" for other, _ in headers)
-    return False
 
 
 def _slash_ended_paths_without_slash(app: Any) -> Pattern[str]:

@@ -1,5 +1,8 @@
 """Each HTTP request observed once: timed, its status noted, then one log line and one count.
 
+Only the method, the path as sent, the status, the duration and the request's id are logged: never
+the query string (it can carry an email), headers or bodies (they carry passwords).
+
 Labels carry nothing a client chose: the route is the matched route's path template
 (`/users/{user_id}`, never `/users/7`), every path no route matches shares UNMATCHED, and a method
 outside HTTP's standard ones is OTHER_METHOD.
@@ -8,14 +11,15 @@ import logging
 from time import perf_counter
 from typing import Any, Dict, Optional, Tuple
 
+from asgi_correlation_id import correlation_id
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.concurrency import run_in_threadpool
 from starlette.routing import Match, Mount, Router
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import compat
-from ..observability.logs import log_request
-from ..observability.logs import logger as request_logger
+from ..observability.json_log import REQUEST_FIELDS
+from ..observability.logs import path_as_sent
 from ..observability.metrics import Metrics
 from .protection import HEADERS
 
@@ -23,6 +27,8 @@ METRICS_PATH = "/metrics"
 UNMATCHED = "unmatched"  # not a path: every real template starts with "/"
 OTHER_METHOD = "other"
 METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"))
+
+logger = logging.getLogger("legacy_app.request")
 
 RequestLine = Tuple[str, str, str]  # method, path, root_path, as they arrived (routing rewrites the scope)
 
@@ -46,7 +52,7 @@ class RequestObserver:
         self._templates: Dict[int, str] = {}  # id(route) -> its template; routes live as long as the app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        logging_on = request_logger.isEnabledFor(logging.INFO)
+        logging_on = logger.isEnabledFor(logging.INFO)
         if scope["type"] != "http" or (self.metrics is None and not logging_on):
             await self.app(scope, receive, send)
             return
@@ -85,7 +91,7 @@ class RequestObserver:
                 route = METRICS_PATH if scrape else self._route_template(scope, request_line)
                 self._count(request_line[0], route, status, seconds)
             if logging_on:
-                log_request(scope, None if client_left else status, seconds, client_left)
+                _log(scope, None if client_left else status, seconds, client_left)
 
     async def _answer_scrape(self, send: Send) -> None:
         assert self.metrics is not None
@@ -113,6 +119,22 @@ class RequestObserver:
         if template is None:
             template = self._templates[id(route)] = _template(route)
         return template
+
+
+def _log(scope: Scope, status: Optional[int], seconds: float, client_left: bool) -> None:
+    """The request's one line: status None when the client went away before the response started."""
+    fields = {
+        "method": scope["method"], "path": path_as_sent(scope), "status": status,
+        "duration_ms": round(seconds * 1000, 1), "request_id": correlation_id.get(),
+    }
+    if client_left:
+        fields["client_disconnected"] = True
+    logger.info(
+        "method=%s path=%s status=%s duration_ms=%.1f request_id=%s%s",
+        fields["method"], fields["path"], status or "-", fields["duration_ms"], fields["request_id"],
+        " client_disconnected=true" if client_left else "",
+        extra={REQUEST_FIELDS: fields},
+    )
 
 
 def _match(router: Router, request_line: RequestLine) -> str:

@@ -1,9 +1,9 @@
 """A pure ASGI middleware for every response: a request body size limit, and protective headers."""
-from typing import Any, Dict, List, Tuple
+from typing import List, Optional, Tuple
 
+from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
-
-Message = Dict[str, Any]
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 HEADERS: List[Tuple[bytes, bytes]] = [
     (b"x-content-type-options", b"nosniff"),
@@ -23,11 +23,14 @@ def too_large_detail(limit: int) -> str:
 
 
 class BodyLimitAndSecurityHeaders:
-    def __init__(self, app: Any, max_body_bytes: int) -> None:
+    """Pure ASGI: a 413 for a body over max_body_bytes (declared, or counted as it arrives), and
+    HEADERS on every response that does not set them itself."""
+
+    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
 
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -69,16 +72,14 @@ class BodyLimitAndSecurityHeaders:
 
         await self.app(scope, counting_receive, send_with_headers)
 
-    async def _too_large(self, scope: Any, receive: Any, send: Any) -> None:
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
         detail = too_large_detail(self.max_body_bytes)
         await JSONResponse({"detail": detail}, status_code=413, headers={"Connection": "close"})(scope, receive, send)
 
 
-def _content_length(scope: Any) -> Any:
-    for name, value in scope.get("headers", []):
-        if name == b"content-length":
-            try:
-                return int(value)
-            except ValueError:
-                return None
-    return None
+def _content_length(scope: Scope) -> Optional[int]:
+    value = Headers(scope=scope).get("content-length")
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None

@@ -25,8 +25,8 @@ _COUNTED = "legacy_app.counted_as_checked_out"
 def measure_pool(engine: Engine, metrics: Metrics) -> None:
     """Count connections in use: read from the pool at scrape time, or counted by its events.
 
-    In one process the scrape asks the pool itself, which costs requests nothing (the events cost
-    4 µs a request here, 2 % of a read). Several workers must each write their count where the
+    In one process the scrape asks the pool itself, which costs requests nothing (the events would
+    cost every request: docs/performance.md). Several workers must each write their count where the
     scraping worker can read it, so there the pool's checkout and checkin events keep it; their
     listeners belong to the pool and survive engine.dispose().
     """

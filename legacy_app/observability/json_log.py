@@ -8,7 +8,7 @@ import logging
 import re
 from datetime import datetime, timezone
 
-# Set by RequestLog through `extra=`: the request line's fields, beside its formatted message.
+# Set by http/observer.py through `extra=`: the request line's fields, beside its formatted message.
 REQUEST_FIELDS = "request_fields"
 
 

@@ -1,7 +1,7 @@
-"""Prometheus metrics: what they are, how they are hooked into an app, and GET /metrics.
+"""Prometheus metrics: what they are, how the session figures are kept, and how a scrape reads them.
 
-The figures come from hooks in their own modules: http_metrics (a pure ASGI middleware, which also
-answers the scrape) and db_metrics (the engine's pool, a measured Session class for the factory).
+The figures come from hooks elsewhere: http/observer.py (every request; it also answers GET /metrics)
+and db_metrics.py (the engine's pool, the sessions and their transactions).
 Under `serve --workers N` every worker writes its values to PROMETHEUS_MULTIPROC_DIR, and a scrape
 of any worker reads them all (prometheus_client's multiprocess mode): `serve` makes that directory.
 """

@@ -39,7 +39,7 @@ def install_tracing(app: FastAPI, engine: Engine, tracer_provider: Optional[Any]
     if sqlalchemy_instrumentor.is_instrumented_by_opentelemetry:
         sqlalchemy_instrumentor.uninstrument()
     # skip_dep_check: its newest release declares SQLAlchemy < 2.1, and refuses 2.1 without this;
-    # tests/test_tracing.py checks the spans it makes on the pinned 2.1.
+    # tests/observability/test_tracing.py checks the spans it makes on the pinned 2.1.
     sqlalchemy_instrumentor.instrument(engine=engine, tracer_provider=provider, skip_dep_check=True)
 
     def stop() -> None:

@@ -5,8 +5,8 @@
 from argon2 import PasswordHasher
 from fastapi import Depends, Request
 
-from .hashing_lane import HashingLane
-from .sessions import get_db
+from ..accounts.hashing_lane import HashingLane
+from ..sessions import get_db
 
 
 async def get_password_hasher(request: Request) -> PasswordHasher:

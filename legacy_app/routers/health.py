@@ -6,8 +6,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.engine import Engine
 
-from .. import migrate
-from ..errors import RETRY_AFTER_SECONDS
+from ..db import migrate
+from ..http.errors import RETRY_AFTER_SECONDS
 
 logger = logging.getLogger("legacy_app")
 router = APIRouter(tags=["health"])

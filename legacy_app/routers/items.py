@@ -4,8 +4,8 @@ from fastapi import APIRouter
 from sqlalchemy.orm import Session
 
 from .. import crud, schemas
-from ..db_calls import run_read
-from ..deps import DbSession
+from ..db.calls import run_read
+from .deps import DbSession
 from .params import Limit, Skip
 
 router = APIRouter(prefix="/items", tags=["items"])

@@ -2,7 +2,7 @@
 
 Handlers are `async def` and place the crud call themselves (db_calls): at most one thread hop,
 none for a SQLite read, where a plain `def` handler with a response_model costs two, as FastAPI
-validates its result in the thread pool too (measured: db_calls' docstring).
+validates its result in the thread pool too (db/calls.py; figures in docs/performance.md).
 """
 import logging
 from typing import List, Optional
@@ -12,10 +12,10 @@ from fastapi import APIRouter, HTTPException
 from sqlalchemy.orm import Session
 
 from .. import crud, schemas
-from ..db_calls import run_read, run_write
-from ..deps import DbSession, Hasher, HashingLaneDep, MaxItemsPerUser
-from ..errors import RETRY_AFTER_SECONDS
-from ..hashing_lane import HashingLane, LaneBusy
+from ..accounts.hashing_lane import HashingLane, LaneBusy
+from ..db.calls import run_read, run_write
+from ..http.errors import RETRY_AFTER_SECONDS
+from .deps import DbSession, Hasher, HashingLaneDep, MaxItemsPerUser
 from .params import EmailFilter, Limit, Skip, UserId
 
 logger = logging.getLogger("legacy_app")

@@ -84,7 +84,7 @@ class AcceptErrorLog:
         soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
         logger.error(
             "accepting connections failed %d time(s) since the last report: %s (file limit %d); "
-            "new connections wait in the listen backlog (README: Connections)",
+            "new connections wait in the listen backlog (docs/deployment.md: Connections)",
             self.pending, self.reason, soft,
         )
         self.pending = 0

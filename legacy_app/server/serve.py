@@ -75,7 +75,7 @@ def serve(args: argparse.Namespace) -> int:
     _say(settings, "INFO", f"file limit {file_limit}; at most {max_connections} connections per worker "
          f"(MAX_CONNECTIONS); request heads within {settings.header_timeout:g} s (HEADER_TIMEOUT)")
     signal.signal(signal.SIGTERM, lambda *_: None)  # replaced by uvicorn while serving, restored after
-    # Under several workers, a scrape of any one reports the sum over all (README: Observability).
+    # Under several workers, a scrape of any one reports the sum over all (docs/observability.md).
     with multiprocess_directory(args.workers if settings.metrics else 1):
         uvicorn.run(
             "legacy_app.main:app", host=host, port=port, workers=args.workers,

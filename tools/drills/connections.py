@@ -14,8 +14,8 @@ from typing import Any, Dict, Iterator, List, Optional
 import requests
 
 from legacy_app.config import FLOOR_HASHING_ENV
-from legacy_app.request_log import logging_config
-from legacy_app.server_process import ServerProcess
+from legacy_app.observability.logs import logging_config
+from legacy_app.server.process import ServerProcess
 
 from .drills import DrillResult, _dialect
 from .nginx_proxy import NginxProxy, nginx_binary

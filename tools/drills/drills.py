@@ -19,7 +19,8 @@ from sqlalchemy.orm import Session
 
 from legacy_app.config import FLOOR_HASHING_ENV, Settings
 from legacy_app.database import begin_write, create_engine_from
-from legacy_app.server_process import ServerProcess, http_session
+from legacy_app.server.process import ServerProcess
+from legacy_app.server.client import http_session
 
 from .tcp_proxy import TcpProxy
 

@@ -13,7 +13,7 @@ from sqlalchemy import text
 
 from legacy_app.config import Settings
 from legacy_app.database import create_engine_from
-from legacy_app.server_process import http_session
+from legacy_app.server.client import http_session
 
 from .drills import DrillResult, _dialect, _server
 

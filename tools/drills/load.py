@@ -15,7 +15,7 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 from requests import RequestException
 from sqlalchemy.engine import make_url
 
-from legacy_app.server_process import http_session
+from legacy_app.server.client import http_session
 
 from .drills import DrillResult, _dialect, _server
 from .tcp_proxy import TcpProxy
@@ -43,7 +43,7 @@ def _hashing_bound_mib(env: Dict[str, str]) -> Optional[float]:
     settings = Settings.from_env(env)
     if not hasattr(settings, "hashing_threads"):
         return None
-    from legacy_app.hashing_lane import lane_size
+    from legacy_app.accounts.hashing_lane import lane_size
 
     return lane_size(settings) * settings.argon2_memory_kib / 1024
 

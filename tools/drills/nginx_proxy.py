@@ -12,7 +12,7 @@ from typing import Dict, Optional
 
 import requests
 
-from legacy_app.server_process import PACKAGE_PARENT, free_port
+from legacy_app.server.process import PACKAGE_PARENT, free_port
 
 SHIPPED_CONFIG = PACKAGE_PARENT / "deploy" / "nginx.conf"
 TEMP_PATHS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")

@@ -1,4 +1,4 @@
-"""Alembic environment: the connection comes from legacy_app.migrate (or alembic.ini's URL)."""
+"""Alembic environment: the connection comes from legacy_app.db.migrate (or alembic.ini's URL)."""
 from alembic import context
 from sqlalchemy import engine_from_config, pool
 

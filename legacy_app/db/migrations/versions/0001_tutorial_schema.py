@@ -1,7 +1,7 @@
 """The tutorial's schema: users and items.
 
 A database created by the tutorial app with create_all() has these tables already; it is
-adopted by stamping this revision (legacy_app.migrate), not by running it.
+adopted by stamping this revision (legacy_app.db.migrate), not by running it.
 
 Revision ID: 0001
 Revises:

@@ -1,6 +1,6 @@
 """users.email_canonical: one canonical form per address, unique; users.email keeps what was typed.
 
-Fills the column for every existing row (legacy_app.emails.canonical_email). Accounts whose
+Fills the column for every existing row (legacy_app.accounts.emails.canonical_email). Accounts whose
 emails share a canonical form (`straße@` and `STRASSE@`, made when uniqueness was only the
 lower-cased email) are not merged: the upgrade refuses before it changes anything, naming their
 ids, and runs once each group is down to one account. The unique index on users.email becomes a
@@ -18,7 +18,7 @@ from alembic import op
 from alembic.util import CommandError
 from sqlalchemy.dialects import mysql
 
-from legacy_app.emails import canonical_email
+from legacy_app.accounts.emails import canonical_email
 
 revision = "0003"
 down_revision = "0002"
