@@ -2,6 +2,15 @@
 
 PostgreSQL and MariaDB run when TEST_POSTGRES_URL / TEST_MARIADB_URL name a database the tests
 may empty; otherwise those cases are skipped with the reason shown by `pytest -rs`.
+
+`settings`, `app` and `client` are the service on SQLite under the default session strategy. A test
+that asks for `database_url` (as an argument, through a fixture, or with EVERY_DATABASE) runs on each
+database, one that asks for `strategy` (or has EVERY_STRATEGY) under each strategy, and its app with
+them: the matrix is for tests whose subject is the database or the session strategy.
+
+Marks follow what a test needs (pyproject.toml describes each): pytest_collection_modifyitems adds
+`postgres` and `mariadb` from a test's database parameter, `live` to the users of the live-server
+fixture, and `server` to every `live` or `browser` test; modules and tests mark the rest themselves.
 """
 import json
 import os
@@ -13,13 +22,13 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
-from legacy_app import migrate
+from legacy_app.db import migrate
 from legacy_app.config import ARGON2_MIN_MEMORY_KIB, ARGON2_MIN_TIME_COST, FLOOR_HASHING_ENV, STRATEGIES, Settings
 from legacy_app.database import create_engine_from
 from legacy_app.main import create_app
 from legacy_app.models import Base
 
-from .live_server import LiveServer
+from .support.live_server import LiveServer
 
 SERVER_DATABASES = {"postgresql": "TEST_POSTGRES_URL", "mariadb": "TEST_MARIADB_URL"}
 DATABASES = ("sqlite",) + tuple(SERVER_DATABASES)
@@ -70,9 +79,25 @@ def strategy(request) -> str:
     return request.param
 
 
+# A module's `pytestmark`, or a test's decorator, where the database or the strategy is the subject.
+EVERY_DATABASE = pytest.mark.usefixtures("database_url")
+EVERY_STRATEGY = pytest.mark.usefixtures("strategy")
+DEFAULT_STRATEGY = Settings().session_strategy
+
+
+def requested(request, name: str, default: str) -> str:
+    """Fixture `name`'s value for a test that asks for it (so it runs once per parameter), else `default`."""
+    return request.getfixturevalue(name) if name in request.fixturenames else default
+
+
 @pytest.fixture
-def settings(database_url: str, strategy: str) -> Settings:
-    return Settings(database_url=database_url, session_strategy=strategy, **FAST_HASHING)
+def settings(request, tmp_path) -> Settings:
+    """SQLite and the default strategy, or the database and strategy the test asks for."""
+    return Settings(
+        database_url=requested(request, "database_url", database_url_for("sqlite", tmp_path)),
+        session_strategy=requested(request, "strategy", DEFAULT_STRATEGY),
+        **FAST_HASHING,
+    )
 
 
 @pytest.fixture
@@ -150,3 +175,23 @@ def empty_engine(database_url):
     drop_everything(engine)
     migrate.upgrade(engine)
     engine.dispose()
+
+
+# A test's parameter value (database_url's, or a module's own database fixture's) -> the mark it gets.
+DATABASE_MARKS = {"postgresql": "postgres", "mariadb": "mariadb"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by them
+def pytest_collection_modifyitems(items) -> None:
+    for item in items:
+        fixtures = getattr(item, "fixturenames", ())
+        params = item.callspec.params.values() if hasattr(item, "callspec") else ()
+        kinds = {value for value in params if isinstance(value, str) and value in DATABASE_MARKS}
+        if "postgres_url" in fixtures:
+            kinds.add("postgresql")
+        for kind in sorted(kinds):
+            item.add_marker(DATABASE_MARKS[kind])
+        if "live_server_factory" in fixtures:
+            item.add_marker("live")
+        if item.get_closest_marker("live") or item.get_closest_marker("browser"):
+            item.add_marker("server")

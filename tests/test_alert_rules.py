@@ -1,14 +1,23 @@
-"""The README's two alert rules are valid Prometheus rules and fire on what they say (promtool)."""
+"""deploy/alert-rules.yml: its two alert rules are valid Prometheus rules, fire on what they say
+(promtool), and read only series the service really exposes at /metrics."""
 import re
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
 
-from .live_server import REPO_ROOT
+from legacy_app.config import Settings
+from legacy_app.main import create_app
 
+from .conftest import FAST_HASHING, post_json
+
+
+RULES = Path(__file__).resolve().parent.parent / "deploy" / "alert-rules.yml"
 PROMTOOL = shutil.which("promtool")
-pytestmark = pytest.mark.skipif(PROMTOOL is None, reason="promtool not installed (apt install prometheus)")
+needs_promtool = pytest.mark.skipif(PROMTOOL is None, reason="promtool not installed (apt install prometheus)")
 
 UNIT_TESTS = """\
 rule_files: [rules.yml]
@@ -53,16 +62,43 @@ tests:
 """
 
 
-def readme_rules() -> str:
-    readme = (REPO_ROOT / "README.md").read_text()
-    section = readme.split("**Two alert rules**", 1)[1]
-    return re.search(r"```yaml\n(.*?)```", section, re.DOTALL).group(1)
+def rules_text() -> str:
+    return RULES.read_text()
 
 
-def test_the_readme_alert_rules_are_valid_and_fire_on_what_they_describe(tmp_path):
-    (tmp_path / "rules.yml").write_text(readme_rules())
+@needs_promtool
+@pytest.mark.server  # promtool runs as a command
+def test_the_deployed_alert_rules_are_valid_and_fire_on_what_they_describe(tmp_path):
+    (tmp_path / "rules.yml").write_text(rules_text())
     (tmp_path / "tests.yml").write_text(UNIT_TESTS)
     checked = subprocess.run([PROMTOOL, "check", "rules", "rules.yml"], cwd=tmp_path, capture_output=True, text=True)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     tested = subprocess.run([PROMTOOL, "test", "rules", "tests.yml"], cwd=tmp_path, capture_output=True, text=True)
     assert tested.returncode == 0, tested.stdout + tested.stderr
+
+
+def test_the_deployed_alert_rules_read_only_series_and_buckets_the_service_exposes(tmp_path):
+    """A rule on a series the service does not expose (a renamed metric, a bucket bound that moved)
+    never fires and raises no error: every series and every `le` bound the rules name must be in a
+    real scrape, taken after a request that used the database."""
+    text = rules_text()
+    alerts = re.findall(r"^\s*- alert: (\w+)$", text, re.MULTILINE)
+    assert alerts == ["DatabasePoolNearExhaustion", "DatabaseTransactionOpenTooLong"]
+    named = set(re.findall(r"\b((?:db|http)_[a-z_]+)\b", text))
+    assert len(named) >= 4, named  # the pool's gauges, the checkout wait and the transaction histograms
+    buckets = set(re.findall(r'\b(\w+_bucket)\{le="([^"]+)"\}', text))
+    assert buckets, "the transaction rule reads a bucket by its bound"
+
+    app = create_app(Settings(database_url=f"sqlite:///{tmp_path / 'rules.db'}", **FAST_HASHING))
+    try:
+        with TestClient(app) as client:
+            assert post_json(client, "/users/", {"email": "rules@example.com", "password": "secret"}).status_code == 200
+            scrape = client.get("/metrics")
+    finally:
+        app.state.engine.dispose()
+    assert scrape.status_code == 200
+    samples = [s for family in text_string_to_metric_families(scrape.text) for s in family.samples]
+    exposed = {s.name for s in samples}
+    assert named - exposed == set(), f"the rules name series /metrics does not have: {sorted(named - exposed)}"
+    exposed_buckets = {(s.name, s.labels.get("le")) for s in samples if s.name.endswith("_bucket")}
+    assert buckets - exposed_buckets == set(), f"the rules name bucket bounds /metrics does not have: {sorted(buckets - exposed_buckets)}"

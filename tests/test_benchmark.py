@@ -10,7 +10,10 @@ import sys
 
 import pytest
 
-from legacy_app.server_process import PACKAGE_PARENT
+from legacy_app.server.process import PACKAGE_PARENT
+
+# The benchmark serves each strategy in uvicorn and drives it with wrk; a round may take its whole 300 s.
+pytestmark = [pytest.mark.live, pytest.mark.slow, pytest.mark.timeout(600)]
 
 
 @pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed (scripts/bench.sh installs it)")

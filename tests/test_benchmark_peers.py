@@ -10,7 +10,10 @@ import subprocess
 
 import pytest
 
-from legacy_app.server_process import PACKAGE_PARENT
+from legacy_app.server.process import PACKAGE_PARENT
+
+# The benchmark serves each peer in uvicorn and drives it with wrk; a round may take its whole 300 s.
+pytestmark = [pytest.mark.live, pytest.mark.slow, pytest.mark.timeout(600)]
 
 PEERS_PYTHON = PACKAGE_PARENT / ".venvs" / "peers" / "bin" / "python"
 VARIANTS = ("decorator", "ours", "fastapi-sqlalchemy", "yield", "advanced-alchemy")

@@ -10,6 +10,8 @@ from typing import List
 import httpx
 import pytest
 
+pytestmark = pytest.mark.slow  # a server per strategy and database, each driven for seconds
+
 CANARY = "CANARY-9d2b7f"
 
 

@@ -11,12 +11,14 @@ import pytest
 import requests
 from sqlalchemy import text
 
-from legacy_app import cli, migrate
+from legacy_app import cli
+
+from legacy_app.db import migrate
 from legacy_app.config import Settings
 from legacy_app.database import create_engine_from
-from legacy_app.server_process import PACKAGE_PARENT
+from legacy_app.server.process import PACKAGE_PARENT
 
-from .live_server import LiveServer
+from .support.live_server import LiveServer
 
 ACCEPTED = "accepted forms: sqlite:///path/to/file.db, postgresql+psycopg://user:password@host:5432/dbname, " \
            "mysql+pymysql://user:password@host:3306/dbname"
@@ -57,12 +59,14 @@ def assert_one_line(result: subprocess.CompletedProcess, *fragments: str) -> Non
          "DATABASE_URL names 'postgres', which is not a SQLAlchemy dialect: use postgresql+psycopg://"),
     ],
 )
+@pytest.mark.server
 def test_a_bad_database_url_is_one_line_naming_it_with_the_accepted_forms_and_exit_1(command, url, expected):
     result = run(command, {"DATABASE_URL": url})
     assert_one_line(result, "legacy_app: configuration error: " + expected, ACCEPTED)
     assert "s3cret" not in result.stderr
 
 
+@pytest.mark.server
 def test_compare_checks_its_database_url_the_same_way():
     result = run(["compare", "--database-url", "postgres://probe@db.example/app"], {})
     assert_one_line(
@@ -71,6 +75,7 @@ def test_compare_checks_its_database_url_the_same_way():
     )
 
 
+@pytest.mark.server
 def test_other_configuration_errors_exit_1_too_and_a_wrong_command_line_2():
     assert_one_line(run(["db", "current"], {"DB_POOL_SIZE": "none"}), "DB_POOL_SIZE must be an integer; got 'none'")
     assert run(["serve", "--port", "http"], {}).returncode == 2  # argparse: the command line itself is wrong
@@ -88,11 +93,13 @@ def serve_until_healthy(tmp_path: Path, env: Dict[str, str], address_in_environm
     return server
 
 
+@pytest.mark.live
 def test_serve_listens_on_the_host_and_port_of_the_environment(tmp_path):
     server = serve_until_healthy(tmp_path, {}, address_in_environment=True)  # HOST=127.0.0.1, PORT=server.port
     assert f"127.0.0.1:{server.port}" in server.log()
 
 
+@pytest.mark.live
 def test_serve_flags_override_host_and_port_of_the_environment(tmp_path):
     with socket.socket() as taken:  # PORT names a port in use: serving there would fail
         taken.bind(("127.0.0.1", 0))
@@ -100,10 +107,12 @@ def test_serve_flags_override_host_and_port_of_the_environment(tmp_path):
         serve_until_healthy(tmp_path, {"HOST": "192.0.2.1", "PORT": str(taken.getsockname()[1])})  # --host/--port win
 
 
+@pytest.mark.server
 def test_an_invalid_port_in_the_environment_is_one_line():
     assert_one_line(run(["serve"], {"PORT": "eighty"}), "PORT must be an integer from 1 to 65535; got 'eighty'")
 
 
+@pytest.mark.server
 def test_a_port_in_use_is_one_line_before_the_database_is_touched(tmp_path):
     database = tmp_path / "never.db"
     with socket.socket() as taken:
@@ -149,6 +158,7 @@ def test_db_help_lists_the_revisions_it_accepts(capsys, action):
 
 
 @pytest.mark.parametrize("action", [["current"], ["check"], ["stamp", "0001"], ["downgrade", "base"]])
+@pytest.mark.server
 def test_db_current_on_a_missing_sqlite_file_says_so_exits_1_and_creates_nothing(tmp_path, action):
     """Only `db upgrade` creates a database."""
     database = tmp_path / "missing.db"
@@ -205,7 +215,7 @@ def migrations_copy(tmp_path, monkeypatch) -> Path:
     before = sorted(path.name for path in (migrate.MIGRATIONS / "versions").glob("*.py"))
     monkeypatch.setattr(migrate, "MIGRATIONS", copy)
     yield copy
-    assert sorted(path.name for path in (PACKAGE_PARENT / "legacy_app" / "migrations" / "versions").glob("*.py")) == before
+    assert sorted(path.name for path in (PACKAGE_PARENT / "legacy_app" / "db" / "migrations" / "versions").glob("*.py")) == before
 
 
 def test_db_revision_writes_the_next_numbered_migration_into_the_migrations_folder(capsys, monkeypatch, migrations_copy):

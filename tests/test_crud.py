@@ -9,7 +9,9 @@ import pytest
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
-from legacy_app import crud, migrate, models, schemas
+from legacy_app import crud, models, schemas
+
+from legacy_app.db import migrate
 from legacy_app.config import Settings
 from legacy_app.database import create_engine_from
 from legacy_app.sessions import make_session_factory

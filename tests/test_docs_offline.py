@@ -13,7 +13,7 @@ import requests
 from fastapi.testclient import TestClient
 
 from legacy_app.config import Settings
-from legacy_app.http_protection import HEADERS
+from legacy_app.http.protection import HEADERS
 from legacy_app.main import create_app
 
 CHROMIUM = shutil.which("chromium")
@@ -105,6 +105,7 @@ def assert_only_same_origin(urls: List[str], origin: str, expected_assets: Set[s
     assert expected_assets <= {url[len(origin):] for url in urls}, urls  # the log did record the page
 
 
+@pytest.mark.browser
 def test_swagger_ui_renders_every_operation_offline(docs_server, tmp_path):
     origin = f"http://{DOCS_HOST}:{docs_server.port}"
     dom, urls = render(f"{origin}/docs", tmp_path)
@@ -113,6 +114,7 @@ def test_swagger_ui_renders_every_operation_offline(docs_server, tmp_path):
     assert_only_same_origin(urls, origin, {"/docs", "/openapi.json", "/static-offline-docs/swagger-ui-bundle.js"})
 
 
+@pytest.mark.browser
 def test_redoc_renders_every_operation_offline(docs_server, tmp_path):
     origin = f"http://{DOCS_HOST}:{docs_server.port}"
     dom, urls = render(f"{origin}/redoc", tmp_path)

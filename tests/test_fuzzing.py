@@ -13,7 +13,7 @@ schemathesis = pytest.importorskip(
 )
 from hypothesis import HealthCheck, settings  # noqa: E402
 
-from legacy_app import migrate  # noqa: E402
+from legacy_app.db import migrate  # noqa: E402
 from legacy_app.config import Settings  # noqa: E402
 from legacy_app.main import create_app  # noqa: E402
 

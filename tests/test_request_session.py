@@ -6,7 +6,7 @@ loaded objects), close() releases it exactly as Session.close() does.
 import pytest
 from sqlalchemy import select, text
 
-from legacy_app import migrate
+from legacy_app.db import migrate
 from legacy_app.config import Settings
 from legacy_app.config import HTTP_MIDDLEWARE
 from legacy_app.database import create_engine_from

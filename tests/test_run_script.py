@@ -8,9 +8,12 @@ from pathlib import Path
 import pytest
 import requests
 
-from legacy_app.server_process import PACKAGE_PARENT
+from legacy_app.server.process import PACKAGE_PARENT
 
-from .live_server import LiveServer
+from .support.live_server import LiveServer
+
+# Each test runs a script, which first makes sure its virtualenv is installed (pip, when a requirement changed).
+pytestmark = [pytest.mark.server, pytest.mark.timeout(900)]
 
 # The stack whose virtualenv runs these tests is the one the scripts must use.
 STACK = "legacy" if Path(sys.prefix).name == "legacy" else "current"
@@ -21,6 +24,7 @@ needs_script_venv = pytest.mark.skipif(
 )
 
 
+@pytest.mark.live
 def test_run_script_serves_with_two_workers_and_stops_cleanly(tmp_path):
     env = {"STACK": STACK, "DATABASE_URL": f"sqlite:///{tmp_path / 'run.db'}"}
     # PORT (and HOST) in the environment, as the README runs it; the first call may install the run requirements.

@@ -11,13 +11,13 @@ from sqlalchemy.orm import Session
 
 from legacy_app.config import ASGI_MIDDLEWARE, HTTP_MIDDLEWARE, YIELD_DEPENDENCY, Settings
 from legacy_app.database import create_engine_from
-from legacy_app.deps import DbSession
+from legacy_app.routers.deps import DbSession
 from legacy_app.main import create_app
 from legacy_app.models import User
 from legacy_app.routers import users
 from legacy_app.sessions import SessionMiddlewareMissing, make_session_factory
 
-from .conftest import FAST_HASHING, count_rows
+from .conftest import EVERY_DATABASE, EVERY_STRATEGY, FAST_HASHING, count_rows
 
 
 class SessionRecorder:
@@ -97,6 +97,7 @@ def assert_all_closed_and_returned(recorder: SessionRecorder) -> None:
     assert recorder.engine.pool.checkedout() == 0
 
 
+@EVERY_STRATEGY
 @pytest.mark.parametrize(
     "method, path, status",
     [
@@ -117,12 +118,15 @@ def test_session_is_closed_and_its_connection_returned_after_every_request(
     assert count_rows(database_url, "users") == 0  # flushed but never committed: rolled back
 
 
+@EVERY_DATABASE
+@EVERY_STRATEGY
 def test_lifespan_gets_no_session(probed_app, recorder):
     with TestClient(probed_app):
         pass
     assert recorder.sessions == []
 
 
+@EVERY_DATABASE
 def test_middleware_strategies_make_one_session_per_request_even_without_database_use(
     probed_app, recorder, strategy
 ):
@@ -135,6 +139,7 @@ def test_middleware_strategies_make_one_session_per_request_even_without_databas
     assert probed_app.state.engine.pool.checkedout() == 0  # no connection for a DB-less route
 
 
+@EVERY_DATABASE
 def test_background_task_after_the_response(probed_app, recorder, strategy):
     with TestClient(probed_app) as client:
         assert client.get("/probe/background").status_code == 200
@@ -158,6 +163,7 @@ def failing_factory() -> Session:
     raise FactoryBoom("cannot create a session")
 
 
+@EVERY_DATABASE
 def test_a_failing_session_factory_surfaces_as_itself(settings, strategy):
     app = create_app(settings, session_factory=failing_factory)
     with TestClient(app) as client:

@@ -25,7 +25,7 @@ import legacy_app.sessions
 from legacy_app.compat import driver_url
 from legacy_app.sessions import AsyncDBSessionMiddleware, DBSessionMiddleware, SessionMiddlewareMissing, get_db
 
-from .live_server import REPO_ROOT
+from .support.live_server import REPO_ROOT
 
 SQLALCHEMY_2 = not sqlalchemy.__version__.startswith("1.")
 UserBase = declarative_base()
@@ -106,6 +106,7 @@ def test_the_public_api_is_what_all_names():
 
 
 @pytest.mark.parametrize("module", ["legacy_app.sessions", "legacy_app.database"])
+@pytest.mark.server
 def test_importing_the_session_modules_reads_no_setting_builds_no_engine_and_never_exits(module):
     result = run_python(
         f"import sys, {module}\n"
@@ -120,6 +121,7 @@ def test_importing_the_session_modules_reads_no_setting_builds_no_engine_and_nev
     assert built == "{} False False False"  # no engine, none of the service's libraries
 
 
+@pytest.mark.server
 def test_importing_the_public_api_loads_nothing_of_the_service_but_its_strategy_names():
     result = run_python("import sys, legacy_app.sessions\n"
                         "print(sorted(name for name in sys.modules if name.startswith('legacy_app')))", **HOSTILE_ENV)
@@ -127,6 +129,7 @@ def test_importing_the_public_api_loads_nothing_of_the_service_but_its_strategy_
     assert result.stdout.strip() == "['legacy_app', 'legacy_app.config', 'legacy_app.sessions']"
 
 
+@pytest.mark.server
 def test_the_service_module_still_refuses_a_bad_setting_in_one_line():
     result = run_python("import legacy_app.main", **HOSTILE_ENV)
     assert result.returncode == 1

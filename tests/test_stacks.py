@@ -27,14 +27,17 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
 from legacy_app.compat import driver_url
-from legacy_app.server_process import ServerProcess, http_session
+from legacy_app.server.process import ServerProcess
+from legacy_app.server.client import http_session
 
 from .conftest import database_url_for
-from .live_server import REPO_ROOT, wait_until
+from .support.live_server import REPO_ROOT, wait_until
 from .support.pinned_env import STACKS_DIR, PinnedEnv
 from .support.wheel import legacy_app_wheel  # noqa: F401 - a fixture
 
-pytestmark = pytest.mark.stacks
+# A stack's environment is made (or waited for, while another run holds it: up to 30 min) in the first
+# test that uses it: each test may take that long.
+pytestmark = [pytest.mark.stacks, pytest.mark.timeout(3600)]
 
 APPS_DIR = REPO_ROOT / "tests" / "stack_apps"
 SYNC_APP, ASYNC_APP = "sql_app", "async_sql_app"
@@ -117,6 +120,7 @@ def test_every_pin_file_is_a_stack_here():
     assert sorted(path.stem for path in STACKS_DIR.glob("*.txt")) == sorted(STACKS)
 
 
+@pytest.mark.server
 def test_installing_the_package_into_a_pinned_stack_keeps_every_pin_and_adds_only_itself(installed_stack):
     stack = installed_stack
     print(f"\n{stack.name}: environment " + (f"made in {stack.build_seconds:.1f} s" if stack.build_seconds else "cached"))
@@ -292,6 +296,7 @@ def parses_as(body: str, expected: object) -> bool:
         return False
 
 
+@pytest.mark.live
 def test_the_two_line_change_leaves_nothing_open_with_the_body_whole_and_the_task_run(
     installed_stack, app_package, app_database, tmp_path
 ):
@@ -303,6 +308,7 @@ def test_the_two_line_change_leaves_nothing_open_with_the_body_whole_and_the_tas
     assert "Traceback" not in outcome.log, outcome.log
 
 
+@pytest.mark.live
 def test_the_decorator_form_leaves_a_connection_open_per_streamed_body_and_per_background_task(
     installed_stack, app_package, app_database, tmp_path
 ):
@@ -329,6 +335,7 @@ DOCTOR_REQUESTS = [
 
 
 @pytest.mark.parametrize("form", ["decorator", "fixed"])
+@pytest.mark.live
 def test_the_doctor_serves_the_app_on_the_users_own_stack_and_finds_the_decorator_forms_hazards(
         installed_stack, form, tmp_path):
     requests_file = tmp_path / "requests.json"
@@ -355,6 +362,7 @@ def test_the_doctor_serves_the_app_on_the_users_own_stack_and_finds_the_decorato
     assert [r["status"] for r in document["requests"] if not r["disconnected"]] == [200, 200, 200]
 
 
+@pytest.mark.server
 def test_the_slim_install_has_the_command_line_and_a_command_that_needs_the_extra_says_so_in_one_line(installed_stack):
     legacy_app = str(installed_stack.env.path / "bin" / "legacy-app")
     helped = subprocess.run([legacy_app, "--help"], capture_output=True, text=True, timeout=60, cwd="/")

@@ -12,7 +12,7 @@ import pytest
 
 from legacy_app.config import FLOOR_HASHING_ENV, STRATEGIES
 
-from .live_server import REPO_ROOT
+from .support.live_server import REPO_ROOT
 
 TUTORIAL_TESTS = REPO_ROOT / "tests" / "tutorial"
 # file: how many tests it holds, so that a file that silently collected nothing fails
@@ -20,6 +20,8 @@ FILES = {"sql_databases_middleware.py": 6, "testing_a_database.py": 1, "crud_cal
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.server
+@pytest.mark.slow
 def test_the_tutorials_tests_pass_with_only_their_imports_pointed_at_legacy_app(strategy, tmp_path):
     env = {
         **os.environ,

@@ -1,6 +1,6 @@
 """The package's probe app plus control routes that misbehave on purpose, so that the tests can
 prove the scenarios report what the doctor's instrument sees. Served by the doctor as
-`tests.probe_with_controls:app`."""
+`tests.comparison.probe_with_controls:app`."""
 from typing import List
 
 from fastapi import FastAPI
@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from legacy_app.comparison.probe import PROBE_EMAIL
 from legacy_app.comparison.probe import app as probe_app
-from legacy_app.deps import DbSession
+from legacy_app.routers.deps import DbSession
 from legacy_app.models import User
 
 _leaked_on_purpose: List[Session] = []  # kept referenced, so the leaked connection is never reclaimed

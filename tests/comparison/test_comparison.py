@@ -15,10 +15,10 @@ from legacy_app.comparison.runner import run_comparison
 from legacy_app.config import HTTP_MIDDLEWARE, STRATEGIES, Settings
 from legacy_app.database import create_engine_from
 from legacy_app.doctor.runner import SETTLE_SECONDS, Doctor, DoctorServer
-from legacy_app.server_process import PACKAGE_PARENT
+from legacy_app.server.process import PACKAGE_PARENT
 
-# The package's probe plus routes that misbehave on purpose (tests/probe_with_controls.py).
-PROBE_WITH_CONTROLS = "tests.probe_with_controls:app"
+# The package's probe plus routes that misbehave on purpose (tests/comparison/probe_with_controls.py).
+PROBE_WITH_CONTROLS = "tests.comparison.probe_with_controls:app"
 
 
 @pytest.fixture
@@ -35,6 +35,7 @@ def asgi_probe(tmp_path):
         engine.dispose()
 
 
+@pytest.mark.live
 def test_a_deliberate_leak_is_reported_as_a_leak(asgi_probe):
     leak = asgi_probe.request("GET", "/probe/control/leak")
     assert "connection_leaked" in leak["hazards"] and "session_not_closed" in leak["hazards"]
@@ -42,6 +43,7 @@ def test_a_deliberate_leak_is_reported_as_a_leak(asgi_probe):
     assert scenarios.background_task(asgi_probe)["leaked_connections"] == 0
 
 
+@pytest.mark.live
 def test_a_commit_before_the_error_is_reported_as_persisting(asgi_probe):
     assert scenarios.error_persistence(asgi_probe, "/probe/control/commit-then-error") == {
         "status": 500,
@@ -51,11 +53,13 @@ def test_a_commit_before_the_error_is_reported_as_persisting(asgi_probe):
     assert scenarios.error_persistence(asgi_probe, "/probe/error-after-flush")["rows_persisted"] == 0
 
 
+@pytest.mark.live
 def test_a_close_before_the_response_is_reported_as_before(asgi_probe):
     assert scenarios.close_timing(asgi_probe, "/probe/control/close-early")["closed_after_response"] is False
     assert scenarios.close_timing(asgi_probe, "/users/")["closed_after_response"] is True
 
 
+@pytest.mark.live
 def test_session_creation_and_checkouts_are_counted(asgi_probe):
     assert scenarios.no_db_route(asgi_probe, "/probe/select1", requests=3) == {
         "sessions_created": 1,
@@ -69,7 +73,7 @@ def test_session_creation_and_checkouts_are_counted(asgi_probe):
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def comparison(request, tmp_path):
-    from .conftest import database_url_for, reset_database
+    from ..conftest import database_url_for, reset_database
 
     url = None if request.param == "sqlite" else database_url_for(request.param, tmp_path)
     if url:
@@ -77,6 +81,8 @@ def comparison(request, tmp_path):
     return run_comparison(database_url=url, overhead_requests=20, pool_requests=10, log_dir=tmp_path)
 
 
+@pytest.mark.live
+@pytest.mark.slow
 def test_measured_facts_on_the_installed_versions(comparison):
     results = comparison["results"]
     assert set(results) == set(STRATEGIES)
@@ -117,6 +123,8 @@ def test_measured_facts_on_the_installed_versions(comparison):
     assert asgi["factory_failure"]["no_db_route_status"] == 500
 
 
+@pytest.mark.live
+@pytest.mark.slow
 def test_the_command_prints_one_json_document_and_its_progress_on_stderr():
     result = subprocess.run(
         [sys.executable, "-m", "legacy_app", "compare", "--json", "--strategies", "asgi-middleware",

@@ -7,19 +7,19 @@ from fastapi.testclient import TestClient
 from sqlalchemy import inspect, text
 
 from benchmarks.tutorial_app import models as tutorial_models
-from legacy_app import migrate
+from legacy_app.db import migrate
 from legacy_app.config import Settings
 from legacy_app.main import create_app
 from legacy_app.models import Base
 
-from .conftest import FAST_HASHING
-from .live_server import REPO_ROOT
+from ..conftest import FAST_HASHING
+from ..support.live_server import REPO_ROOT
 
 
 def test_migrations_build_exactly_the_models_and_downgrade_cleanly(empty_engine):
-    assert migrate.head_revision() == "0003"
+    assert migrate.revisions()[-1] == "0003"
     assert migrate.upgrade(empty_engine) is None
-    assert migrate.current_revision(empty_engine) == migrate.head_revision()
+    assert migrate.current_revision(empty_engine) == migrate.revisions()[-1]
     assert migrate.drift(empty_engine) == []
     migrate.downgrade(empty_engine, "0002")
     assert "email_canonical" not in {column["name"] for column in inspect(empty_engine).get_columns("users")}
@@ -35,7 +35,7 @@ def test_the_server_migrates_an_empty_database_on_start(empty_engine, database_u
     app = create_app(Settings(database_url=database_url, **FAST_HASHING))
     with TestClient(app) as client:
         assert client.post("/users/", json={"email": "a@example.com", "password": "pw"}).status_code == 200
-    assert migrate.current_revision(empty_engine) == migrate.head_revision()
+    assert migrate.current_revision(empty_engine) == migrate.revisions()[-1]
     app.state.engine.dispose()
 
 
@@ -62,7 +62,7 @@ def test_a_database_created_by_the_tutorial_app_is_adopted_with_its_data(empty_e
         assert [(u["email"], [i["title"] for i in u["items"]]) for u in users] == [("old@example.com", ["old item"])]
         assert client.post("/users/", json={"email": "new@example.com", "password": "pw"}).status_code == 200
         assert client.post("/users/", json={"email": "OLD@example.com", "password": "pw"}).status_code == 400
-    assert migrate.current_revision(empty_engine) == migrate.head_revision()
+    assert migrate.current_revision(empty_engine) == migrate.revisions()[-1]
     app.state.engine.dispose()
 
 
@@ -88,10 +88,10 @@ def test_create_all_of_the_current_models_is_stamped_at_head_and_needs_no_migrat
     Base.metadata.create_all(empty_engine)
     note = migrate.upgrade(empty_engine)
     assert "stamped revision 0003" in note and "index users.ix_users_email_canonical (0003)" in note
-    assert migrate.current_revision(empty_engine) == migrate.head_revision()
+    assert migrate.current_revision(empty_engine) == migrate.revisions()[-1]
     assert migrate.drift(empty_engine) == []
     assert migrate.upgrade(empty_engine) is None  # versioned now: nothing to adopt, nothing to run
-    assert migrate.current_revision(empty_engine) == migrate.head_revision()
+    assert migrate.current_revision(empty_engine) == migrate.revisions()[-1]
 
 
 def test_the_server_starts_and_serves_on_a_database_made_by_create_all_of_the_current_models(empty_engine, database_url):
@@ -103,7 +103,7 @@ def test_the_server_starts_and_serves_on_a_database_made_by_create_all_of_the_cu
         item = client.post(f"/users/{user.json()['id']}/items/", json={"title": "first", "description": "kept"})
         assert item.status_code == 200
         assert [i["title"] for i in client.get("/items/").json()] == ["first"]
-    assert migrate.current_revision(empty_engine) == migrate.head_revision()
+    assert migrate.current_revision(empty_engine) == migrate.revisions()[-1]
     app.state.engine.dispose()
 
 
@@ -112,14 +112,14 @@ def test_create_all_of_the_tutorial_models_is_stamped_0001_and_upgraded_to_head(
     tutorial_models.Base.metadata.create_all(empty_engine)
     note = migrate.upgrade(empty_engine)
     assert "stamped revision 0001" in note and "but not index items.ix_items_owner_id (0002)" in note
-    assert migrate.current_revision(empty_engine) == migrate.head_revision()
+    assert migrate.current_revision(empty_engine) == migrate.revisions()[-1]
     assert owner_index_present(empty_engine)
 
 
 def test_a_database_at_revision_0001_is_upgraded_to_head(empty_engine):
     migrate.upgrade(empty_engine, "0001")
     assert migrate.upgrade(empty_engine) is None  # it has a version table: migrated, not adopted
-    assert migrate.current_revision(empty_engine) == migrate.head_revision()
+    assert migrate.current_revision(empty_engine) == migrate.revisions()[-1]
     assert owner_index_present(empty_engine)
     assert migrate.drift(empty_engine) == []
 
@@ -135,6 +135,8 @@ def test_a_database_with_only_the_tables_of_0001_and_no_version_table_is_stamped
     assert migrate.drift(empty_engine) == []
 
 
+@pytest.mark.server
+@pytest.mark.slow
 def test_the_db_command(tmp_path):
     env = {"DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}", "PATH": "/usr/bin:/bin"}
 

@@ -22,11 +22,13 @@ import pytest
 import starlette
 
 from legacy_app.compat import driver_url
-from legacy_app.server_process import PACKAGE_PARENT
+from legacy_app.server.process import PACKAGE_PARENT
 
-from .conftest import database_url_for
+from ..conftest import database_url_for
 
-APPS = Path(__file__).parent / "doctor_apps"
+pytestmark = [pytest.mark.live, pytest.mark.slow]  # each test runs the doctor, which serves an app in uvicorn
+
+APPS = Path(__file__).parents[1] / "doctor_apps"
 USED_AFTER_CLOSE = ["session_used_after_close", "connection_leaked", "transaction_left_open"]
 NOT_CLOSED_AND_OPEN = ["connection_leaked", "session_not_closed", "transaction_left_open"]
 # Starlette 0.20's BaseHTTPMiddleware cancels the inner app when the client hangs up during the
@@ -296,6 +298,7 @@ def app_environment(version: str) -> Path:
     return venv / "bin" / "python"
 
 
+@pytest.mark.timeout(900)  # may first make the app's environment: venv (120 s) and pip install (600 s)
 @pytest.mark.parametrize("version", sorted(APP_INTERPRETERS))
 def test_the_doctor_serves_the_app_with_its_own_interpreter_from_python_3_8_to_3_13(version, tmp_path):
     python = app_environment(version)

@@ -11,9 +11,9 @@ import textwrap
 import pytest
 
 from legacy_app.compat import driver_url
-from legacy_app.server_process import PACKAGE_PARENT
+from legacy_app.server.process import PACKAGE_PARENT
 
-from .conftest import database_url_for
+from ..conftest import database_url_for
 
 ABANDON_THEN_CLOSE = textwrap.dedent("""
     import gc, sys
@@ -34,6 +34,7 @@ ABANDON_THEN_CLOSE = textwrap.dedent("""
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+@pytest.mark.server
 def test_a_connection_returned_by_the_garbage_collector_is_recorded_as_such(kind, tmp_path):
     url = driver_url(database_url_for(kind, tmp_path))
     events_path = tmp_path / "events.jsonl"

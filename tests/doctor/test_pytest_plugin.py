@@ -12,6 +12,7 @@ import pytest
 from legacy_app.compat import driver_url
 
 pytest_plugins = ["pytester"]
+pytestmark = [pytest.mark.server, pytest.mark.slow]  # each test runs a pytest (or a Python) subprocess
 PLUGIN = "legacy_app.doctor"
 
 CLEAN_APP = '''

@@ -14,7 +14,7 @@ from pydantic import BaseModel
 
 from legacy_app.doctor.requests import (
     COMMON_OPENAPI_URLS, NOT_REPORTED, Context, NotExercised, PathParameter, PreparedRequest, RequestsError, RequestSpec,
-    SeenIds, Unfilled, collect_ids, discover, fill_path, find_schema, load, openapi_candidates,
+    SeenIds, Unfilled, discover, fill_path, find_schema, load, openapi_candidates,
     parse_header_options,
 )
 
@@ -260,13 +260,14 @@ def test_an_authorization_header_written_in_the_file_is_a_secret_too():
 
 # --- ids seen in answers ---
 
-def test_collect_ids_finds_ids_and_foreign_keys_shallowest_first():
-    body = json.dumps([
+def test_seen_ids_finds_ids_and_foreign_keys_shallowest_first():
+    seen = SeenIds()
+    seen.add("/users/?limit=2", [
         {"id": 1, "email": "a@example.com", "items": [{"id": 7, "owner_id": 1}], "owner": {"id": 9}},
         {"id": 2, "items": [], "active": True, "flag_id": True},
-    ]).encode()
-    assert collect_ids(body) == {"id": [1, 2, 9, 7], "owner_id": [9, 1], "item_id": [7]}
-    assert collect_ids(b"not json") == {}
+    ])
+    seen.add("/health", {"status": "ok"})  # no ids: not kept
+    assert seen.answers == [("/users", {"id": [1, 2, 9, 7], "owner_id": [9, 1], "item_id": [7]})]
 
 
 def test_fill_path_prefers_ids_the_collection_listed_then_ids_seen_by_name_then_the_schema_example():

@@ -15,7 +15,7 @@ import pytest
 from legacy_app.doctor.timeline import render_html
 
 CHROMIUM = shutil.which("chromium")
-SAMPLE = Path(__file__).parent / "data" / "doctor_sample.json"
+SAMPLE = Path(__file__).parents[1] / "data" / "doctor_sample.json"
 HAZARD_RED = (0xD7, 0x26, 0x1E)
 
 
@@ -137,6 +137,7 @@ def drawn(document: Dict[str, Any], scratch: Path) -> List[Dict[str, Any]]:
     return json.loads(measured.group(1).replace("&amp;", "&").replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", '"'))
 
 
+@pytest.mark.browser
 def test_chromium_draws_a_lane_per_session_and_the_leak_in_red(tmp_path):
     leaky, clean = drawn(handmade_document(), tmp_path)
     assert leaky["lanes"] == ["request", "background tasks", "session 1", "session 1 transactions", "session 1 connections"]
@@ -158,6 +159,7 @@ def test_chromium_draws_a_lane_per_session_and_the_leak_in_red(tmp_path):
     assert leaky["markers"]["response_end"] < session["right"] <= clean["markers"]["app_return"] + 1
 
 
+@pytest.mark.browser
 def test_chromium_draws_the_missing_close_and_the_open_transaction_as_hazards(tmp_path):
     document = handmade_document()
     events = [event(0, "request_start"), event(0.1, "session_made", 3), event(0.5, "begin", 3, thread="worker"),
@@ -173,6 +175,7 @@ def test_chromium_draws_the_missing_close_and_the_open_transaction_as_hazards(tm
     assert "garbage collector" in gc_checkin["title"]
 
 
+@pytest.mark.browser
 def test_close_ends_the_sessions_transaction(tmp_path):
     """SQLAlchemy fires no after_rollback for the rollback close() does: the transaction ends at the close."""
     document = handmade_document()
@@ -229,6 +232,7 @@ def screenshot(html: str, scratch: Path, size: str = "1000,560") -> bytes:
     return picture.read_bytes()
 
 
+@pytest.mark.browser
 def test_screenshot_shows_the_timeline_with_its_hazards_in_red(tmp_path):
     width, height, rows = png_pixels(screenshot(render_html(handmade_document()), tmp_path))
     pixels = [tuple(row[i:i + 3]) for row in rows for i in range(0, len(row), 3)]
@@ -248,6 +252,7 @@ def plain_runs(document: Dict[str, Any]) -> Dict[str, Any]:
     return dict(document, requests=requests, hazards=hazards)
 
 
+@pytest.mark.browser
 def test_chromium_draws_the_doctor_sample_as_measured(tmp_path):
     """The doctor's own document for the old tutorial's decorator middleware: what closed when, and the leak."""
     document = json.loads(SAMPLE.read_text())
@@ -268,7 +273,7 @@ def test_chromium_draws_the_doctor_sample_as_measured(tmp_path):
 
 def test_docs_picture(tmp_path):
     """docs/doctor-timeline.png: the sample's plain runs; DOCTOR_PICTURE=1 rewrites it from the current code."""
-    picture = Path(__file__).parent.parent / "docs" / "doctor-timeline.png"
+    picture = Path(__file__).parents[2] / "docs" / "doctor-timeline.png"
     if os.environ.get("DOCTOR_PICTURE") == "1":
         picture.write_bytes(screenshot(render_html(plain_runs(json.loads(SAMPLE.read_text()))), tmp_path, size="1000,930"))
     width, height, rows = png_pixels(picture.read_bytes())

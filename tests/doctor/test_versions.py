@@ -19,11 +19,11 @@ import pytest
 
 from legacy_app.doctor import versions
 from legacy_app.doctor.runner import CannotRun
-from legacy_app.server_process import PACKAGE_PARENT
+from legacy_app.server.process import PACKAGE_PARENT
 
-from .live_server import REPO_ROOT
+from ..support.live_server import REPO_ROOT
 
-APPS = Path(__file__).parent / "doctor_apps"
+APPS = Path(__file__).parents[1] / "doctor_apps"
 TARGET = "yield_commit_after:app"
 REQUESTS = APPS / "yield_commit_after.requests.json"
 CONSTRAINTS = REPO_ROOT / "constraints" / "current.txt"
@@ -106,6 +106,14 @@ def test_the_table_has_a_row_per_version_and_request_and_one_for_what_could_not_
 # --- installing FastAPI releases
 
 
+def installs_releases(test):
+    """Marks a `versions` test: it installs FastAPI releases (cold, six environments: up to an hour)
+    and the doctor serves the app on each in uvicorn."""
+    for mark in (pytest.mark.versions, pytest.mark.live, pytest.mark.timeout(3600)):
+        test = mark(test)
+    return test
+
+
 def cache_dir() -> Path:
     return Path(os.environ.get(versions.CACHE_ENV) or REPO_ROOT / ".venvs" / "doctor-versions")
 
@@ -165,7 +173,7 @@ def hazards(run: Dict[str, Any], path: str, disconnected: bool = False) -> List[
     return found
 
 
-@pytest.mark.versions
+@installs_releases
 def test_the_yield_dependency_commits_after_the_response_except_on_0_106_to_0_117(session_changes):
     result, document = session_changes
     runs = [run for run in document["runs"] if run["installed"]]
@@ -188,7 +196,7 @@ def test_the_yield_dependency_commits_after_the_response_except_on_0_106_to_0_11
     assert result.returncode == 1
 
 
-@pytest.mark.versions
+@installs_releases
 def test_only_fastapi_and_what_it_requires_moved(session_changes, app_python):
     _, document = session_changes
     app = versions.describe(str(app_python))["packages"]
@@ -202,7 +210,7 @@ def test_only_fastapi_and_what_it_requires_moved(session_changes, app_python):
     assert oldest["packages"]["anyio"].startswith("3.")
 
 
-@pytest.mark.versions
+@installs_releases
 def test_a_release_that_cannot_be_installed_is_a_row_saying_so_and_the_others_decide_the_exit(session_changes):
     result, document = session_changes
     failed = document["runs"][-1]
@@ -213,7 +221,7 @@ def test_a_release_that_cannot_be_installed_is_a_row_saying_so_and_the_others_de
     assert result.returncode == 1  # the hazards of the others
 
 
-@pytest.mark.versions
+@installs_releases
 def test_the_json_is_one_document_of_runs_in_exactly_the_documented_shape(session_changes):
     _, document = session_changes
     assert list(document) == ["runs"]
@@ -231,7 +239,7 @@ def test_the_json_is_one_document_of_runs_in_exactly_the_documented_shape(sessio
                                              "response_before_commit"}
 
 
-@pytest.mark.versions
+@installs_releases
 def test_a_second_run_reuses_every_environment(session_changes, app_python, tmp_path):
     before = environments()
     result = doctor_versions("fastapi==0.105.0 fastapi==0.118.0", app_python, tmp_path)
@@ -245,7 +253,7 @@ def test_a_second_run_reuses_every_environment(session_changes, app_python, tmp_
     assert table[1].split()[0] == "0.105.0" and table[1].endswith("response_before_commit")
 
 
-@pytest.mark.versions
+@installs_releases
 def test_exit_2_when_no_release_could_be_installed(app_python, tmp_path):
     result = doctor_versions("fastapi==0.0.0", app_python, tmp_path, "--json")
     assert result.returncode == 2, result.stderr

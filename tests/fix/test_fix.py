@@ -20,14 +20,14 @@ import starlette
 
 from legacy_app import fix as fixing
 from legacy_app.fix import CannotFix, fix_paths, render
-from legacy_app.server_process import PACKAGE_PARENT
+from legacy_app.server.process import PACKAGE_PARENT
 
-from .live_server import REPO_ROOT
-from .support.app_answers import answers, finish, hazards_by_path, start_doctor
+from ..support.live_server import REPO_ROOT
+from ..support.app_answers import answers, finish, hazards_by_path, start_doctor
 
-APPS = Path(__file__).parent / "fix_apps"
+APPS = Path(__file__).parents[1] / "fix_apps"
 EXPECTED = APPS / "expected"
-DOCTOR_APPS = Path(__file__).parent / "doctor_apps"
+DOCTOR_APPS = Path(__file__).parents[1] / "doctor_apps"
 REWRITTEN = sorted(str(p.relative_to(EXPECTED)) for p in EXPECTED.rglob("*.py"))
 # file -> (line, what the reason says)
 REFUSED = {
@@ -83,6 +83,7 @@ def test_write_turns_each_app_into_its_expected_file_and_leaves_the_rest_byte_fo
         assert (apps / name).read_bytes() == (APPS / name).read_bytes(), name
 
 
+@pytest.mark.server
 def test_diff_prints_a_unified_diff_that_changes_nothing_on_disk_and_exits_0(tmp_path):
     apps = copy_apps(tmp_path)
     result = run_fix("apps", "--python", fake_python(tmp_path, "0.121.0"), cwd=tmp_path)  # --diff is the default
@@ -99,6 +100,7 @@ def test_diff_prints_a_unified_diff_that_changes_nothing_on_disk_and_exits_0(tmp
     assert "requirement: add the line legacy_app>=1.1 to the app's requirements" in result.stderr
 
 
+@pytest.mark.server
 def test_check_exits_1_on_something_to_fix_or_refused_and_0_on_a_clean_app(tmp_path):
     apps = copy_apps(tmp_path)
     fixable = run_fix("--check", "apps/inventory_basehttp.py", cwd=tmp_path)
@@ -112,6 +114,7 @@ def test_check_exits_1_on_something_to_fix_or_refused_and_0_on_a_clean_app(tmp_p
     assert (apps / "inventory_basehttp.py").read_bytes() == (APPS / "inventory_basehttp.py").read_bytes()
 
 
+@pytest.mark.server
 def test_a_second_run_finds_nothing(tmp_path):
     apps = copy_apps(tmp_path)
     for name in REFUSED:
@@ -249,6 +252,7 @@ def test_the_depends_of_a_dependency_in_another_file_are_rewritten_where_they_ar
 # --- when it cannot run -------------------------------------------------------------------------------
 
 
+@pytest.mark.server
 def test_a_file_that_does_not_parse_exits_2_in_one_line_and_nothing_is_written(tmp_path):
     apps = copy_apps(tmp_path)
     (apps / "broken.py").write_text("def broken(:\n    pass\n")
@@ -259,6 +263,7 @@ def test_a_file_that_does_not_parse_exits_2_in_one_line_and_nothing_is_written(t
     assert (apps / "inventory_basehttp.py").read_bytes() == (APPS / "inventory_basehttp.py").read_bytes()
 
 
+@pytest.mark.server
 def test_a_path_that_does_not_exist_exits_2_in_one_line(tmp_path):
     result = run_fix("--check", "no/such/app.py", cwd=tmp_path)
     assert (result.returncode, result.stdout) == (2, "")
@@ -280,6 +285,7 @@ def test_a_failed_write_leaves_the_original_whole_and_no_temporary_file(tmp_path
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into a read-only directory")
+@pytest.mark.server
 def test_an_unwritable_directory_exits_2_and_the_original_stays(tmp_path):
     directory = tmp_path / "readonly"
     directory.mkdir()
@@ -302,6 +308,7 @@ def test_render_lists_findings_by_file_and_line_then_the_total(tmp_path):
     assert lines[-1] == "would fix 1 in 1 file, refused 1 (2 Python files read)"
 
 
+@pytest.mark.server
 def test_a_folder_without_python_files_is_not_an_app_with_nothing_to_fix(tmp_path):
     (tmp_path / "empty").mkdir()
     result = run_fix("--check", "empty", cwd=tmp_path)
@@ -337,6 +344,8 @@ CASES = [
 
 
 @pytest.mark.parametrize("app_file, attribute, requests, python, hazards_before", CASES)
+@pytest.mark.live
+@pytest.mark.slow
 def test_the_doctor_finds_the_hazard_gone_and_every_answer_as_before(app_file, attribute, requests, python,
                                                                    hazards_before, tmp_path):
     before, after = tmp_path / "before", tmp_path / "after"

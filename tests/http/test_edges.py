@@ -1,5 +1,9 @@
-"""HTTP's edges, against a real uvicorn under every session strategy: ambiguous framing, slash
-redirects and Host, HEAD, a client leaving mid-body, control characters in logged paths."""
+"""HTTP's edges, against a real uvicorn: ambiguous framing, slash redirects and Host, HEAD, a client
+leaving mid-body, control characters in logged paths.
+
+HEAD and a client leaving mid-body run under every session strategy (the http-middleware one wraps
+the response and the body read); framing and slashes are decided outside the strategy (RequestEdges,
+uvicorn's parser) and run under the default one."""
 import asyncio
 import http.client
 import json
@@ -12,13 +16,13 @@ import pytest
 import requests
 
 from legacy_app.config import STRATEGIES, Settings
-from legacy_app.errors import pool_timeout
-from legacy_app.json_log import JsonFormatter
+from legacy_app.http.errors import pool_timeout
+from legacy_app.observability.json_log import JsonFormatter
 from legacy_app.main import create_app
-from legacy_app.request_log import path_as_sent
+from legacy_app.observability.logs import path_as_sent
 
-from .conftest import FAST_HASHING
-from .live_server import LiveServer, wait_until
+from ..conftest import DEFAULT_STRATEGY, FAST_HASHING
+from ..support.live_server import LiveServer, wait_until
 
 PARSERS = ("httptools", "h11")
 
@@ -61,11 +65,11 @@ def read_until_closed(sock: socket.socket, timeout: float = 5.0) -> Tuple[bytes,
 
 
 @pytest.mark.parametrize("parser", PARSERS)
-@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.live
 def test_content_length_with_transfer_encoding_is_400_and_the_smuggled_request_gets_no_answer(
-    servers, tmp_path_factory, strategy, parser
+    servers, tmp_path_factory, parser
 ):
-    server = live(servers, tmp_path_factory, strategy, parser)
+    server = live(servers, tmp_path_factory, DEFAULT_STRATEGY, parser)
     smuggled = b"GET /users/?email=smuggled@example.com HTTP/1.1\r\nHost: x\r\n\r\n"
     body = b"0\r\n\r\n" + smuggled
     request = (
@@ -81,11 +85,11 @@ def test_content_length_with_transfer_encoding_is_400_and_the_smuggled_request_g
     assert "Traceback" not in server.log()
 
 
-@pytest.mark.parametrize("strategy", STRATEGIES)
-def test_paths_without_the_slash_are_served_not_redirected_so_host_is_never_used(servers, tmp_path_factory, strategy):
-    server = live(servers, tmp_path_factory, strategy)
+@pytest.mark.live
+def test_paths_without_the_slash_are_served_not_redirected_so_host_is_never_used(servers, tmp_path_factory):
+    server = live(servers, tmp_path_factory, DEFAULT_STRATEGY)
     with requests.Session() as client:
-        created = client.post(f"{server.url}/users", json={"email": f"{strategy}@example.com", "password": "pw"},
+        created = client.post(f"{server.url}/users", json={"email": "slash@example.com", "password": "pw"},
                               headers={"Host": "evil.example"}, allow_redirects=False)
         assert created.status_code == 200, created.text
         assert "location" not in created.headers
@@ -107,6 +111,7 @@ VARYING = {"date", "x-request-id", "content-length"}  # content-length: /metrics
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.live
 def test_head_answers_wherever_get_does_with_the_same_status_and_headers_and_no_body(servers, tmp_path_factory, strategy):
     server = live(servers, tmp_path_factory, strategy)
     user_id = requests.post(f"{server.url}/users/", json={"email": f"head-{strategy}@example.com", "password": "pw"}).json()["id"]
@@ -132,6 +137,7 @@ def test_head_answers_wherever_get_does_with_the_same_status_and_headers_and_no_
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.live
 def test_a_client_that_leaves_mid_body_is_logged_as_disconnected_not_as_a_400(servers, tmp_path_factory, strategy):
     server = live(servers, tmp_path_factory, strategy)
     with socket.create_connection(("127.0.0.1", server.port)) as sock:

@@ -1,9 +1,12 @@
-"""A request body must say it is JSON: 415 naming the expected type otherwise, on both stacks, under
-every strategy and database, and nothing stored."""
+"""A request body must say it is JSON: 415 naming the expected type otherwise, on both stacks, and
+nothing stored.
+
+The check runs outside the session strategy, before anything reaches the database: these run on the
+default app (SQLite, the default strategy); test_api_contract has a 415 under every strategy and database."""
 import http.client
 import json
 
-from .conftest import count_rows, post_raw
+from ..conftest import count_rows, post_raw
 
 USER = json.dumps({"email": "typed@example.com", "password": "pw"}).encode()
 ITEM = json.dumps({"title": "typed"}).encode()
@@ -28,7 +31,7 @@ def post_without_content_type(client, path: str, content: bytes):
     return client.send(request)
 
 
-def test_a_json_body_not_declared_as_json_is_415_and_stores_nothing(client, database_url):
+def test_a_json_body_not_declared_as_json_is_415_and_stores_nothing(client, settings):
     user_id = client.post("/users/", json={"email": "owner@example.com", "password": "pw"}).json()["id"]
     for path, body in (("/users/", USER), (f"/users/{user_id}/items/", ITEM)):
         for content_type in ("text/plain", "text/plain; charset=utf-8", "application/x-www-form-urlencoded",
@@ -37,15 +40,15 @@ def test_a_json_body_not_declared_as_json_is_415_and_stores_nothing(client, data
             assert (response.status_code, response.json()) == (415, NOT_JSON), (path, content_type)
         response = post_without_content_type(client, path, body)
         assert (response.status_code, response.json()) == (415, NOT_JSON), (path, "no content type")
-    assert count_rows(database_url, "users") == 1
-    assert count_rows(database_url, "items") == 0
+    assert count_rows(settings.database_url, "users") == 1
+    assert count_rows(settings.database_url, "items") == 0
 
 
-def test_json_declared_with_parameters_or_a_json_suffix_is_accepted(client, database_url):
+def test_json_declared_with_parameters_or_a_json_suffix_is_accepted(client, settings):
     assert post_raw(client, "/users/", USER, "application/json; charset=utf-8").status_code == 200
     user = json.dumps({"email": "suffix@example.com", "password": "pw"}).encode()
     assert post_raw(client, "/users/", user, "application/vnd.api+json").status_code == 200
-    assert count_rows(database_url, "users") == 2
+    assert count_rows(settings.database_url, "users") == 2
 
 
 def test_what_is_not_a_json_operation_answers_as_before(client):

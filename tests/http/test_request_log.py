@@ -9,12 +9,16 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from legacy_app.config import Settings
-from legacy_app.json_log import JsonFormatter
+from legacy_app.observability.json_log import JsonFormatter
 from legacy_app.main import create_app
-from legacy_app.request_log import install_request_logging, is_acceptable_request_id
+from asgi_correlation_id import CorrelationIdMiddleware
+from starlette.middleware import Middleware
 
-from .conftest import FAST_HASHING, post_json
-from .live_server import LiveServer
+from legacy_app.http.observer import RequestObserver
+from legacy_app.observability.logs import REQUEST_ID_HEADER, is_acceptable_request_id
+
+from ..conftest import FAST_HASHING, post_json
+from ..support.live_server import LiveServer
 
 LINE = re.compile(
     r"method=(?P<method>\S+) path=(?P<path>\S+) status=(?P<status>\S+) "
@@ -107,13 +111,15 @@ def test_oversized_body_413_is_logged(logged_client, caplog):
 
 def test_unhandled_error_is_logged_as_500_with_its_id(caplog):
     caplog.set_level(logging.INFO, logger="legacy_app.request")
-    app = FastAPI()
+    app = FastAPI(middleware=[
+        Middleware(CorrelationIdMiddleware, header_name=REQUEST_ID_HEADER, validator=is_acceptable_request_id),
+        Middleware(RequestObserver),
+    ])
 
     @app.get("/boom")
     def boom() -> None:
         raise RuntimeError("boom")
 
-    install_request_logging(app)
     with TestClient(app, raise_server_exceptions=False) as client:
         assert client.get("/boom", headers={"X-Request-ID": "boom-1"}).status_code == 500
     assert request_lines(caplog)[0]["status"] == "500"
@@ -127,6 +133,7 @@ def test_level_above_info_logs_no_request_lines(logged_client, caplog):
     assert request_lines(caplog) == []
 
 
+@pytest.mark.live
 def test_serve_writes_request_lines_to_stderr_with_process_id(tmp_path):
     with LiveServer({"DATABASE_URL": f"sqlite:///{tmp_path / 'served.db'}"}, tmp_path / "serve.log", app="cli") as server:
         response = requests.get(f"{server.url}/users/1", headers={"X-Request-ID": "served-1"}, timeout=10)
@@ -138,6 +145,7 @@ def test_serve_writes_request_lines_to_stderr_with_process_id(tmp_path):
 
 
 @pytest.mark.parametrize("level", ["warning", "WARNING"])
+@pytest.mark.live
 def test_serve_log_level_from_environment(tmp_path, level):
     env = {"DATABASE_URL": f"sqlite:///{tmp_path / 'served.db'}", "LOG_LEVEL": level}
     with LiveServer(env, tmp_path / "serve.log", app="cli") as server:
@@ -145,6 +153,7 @@ def test_serve_log_level_from_environment(tmp_path, level):
     assert "legacy_app.request" not in server.log()
 
 
+@pytest.mark.live
 def test_log_format_json_gives_one_json_object_per_line_with_the_request_fields(tmp_path):
     env = {"DATABASE_URL": f"sqlite:///{tmp_path / 'served.db'}", "LOG_FORMAT": "json"}
     with LiveServer(env, tmp_path / "serve.log", app="cli") as server:

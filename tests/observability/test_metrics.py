@@ -13,18 +13,20 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import InvalidRequestError
 from sqlalchemy.orm import Session
 
-from legacy_app import compat, db_metrics
+from legacy_app import compat
+
+from legacy_app.observability import db_metrics
 from legacy_app.config import HTTP_MIDDLEWARE, YIELD_DEPENDENCY, Settings
-from legacy_app.deps import DbSession
-from legacy_app.http_metrics import METHODS, OTHER_METHOD, UNMATCHED
+from legacy_app.routers.deps import DbSession
+from legacy_app.http.observer import METHODS, OTHER_METHOD, UNMATCHED
 from legacy_app.main import create_app
-from legacy_app.metrics import MULTIPROC_DIR_VARIABLE, REQUEST_BUCKETS, Metrics
+from legacy_app.observability.metrics import MULTIPROC_DIR_VARIABLE, REQUEST_BUCKETS, Metrics
 from legacy_app.models import User
-from legacy_app.session_metrics import KeptInProcess, WrittenAsTheyChange
+from legacy_app.observability.metrics import KeptInProcess, WrittenAsTheyChange
 
 from tools.drills.tcp_proxy import TcpProxy
 
-from .conftest import FAST_HASHING, database_url_for, post_json, reset_database
+from ..conftest import EVERY_DATABASE, FAST_HASHING, database_url_for, post_json, reset_database
 
 Samples = Dict[Tuple[str, FrozenSet[Tuple[str, str]]], float]
 
@@ -126,6 +128,7 @@ def test_pool_gauge_counts_connections_in_use_and_a_timeout_is_a_503_counted_onc
     assert value(samples, "db_pool_checked_out") == 0  # back to 0 at rest
 
 
+@EVERY_DATABASE  # transactions and checkouts as each database's pool and driver make them
 def test_sessions_and_transactions_are_measured_and_none_left_open_at_rest(client, strategy):
     user_id = register(client)  # one transaction
     for _ in range(3):
@@ -201,7 +204,7 @@ def test_metrics_false_serves_no_endpoint_and_installs_no_hooks(tmp_path):
     with TestClient(app) as client:
         assert client.get("/metrics").status_code == 404
         assert client.get("/health").status_code == 200
-    assert not hasattr(app.state, "metrics")
+    assert app.state.metrics is None
     session = app.state.session_factory()
     assert "MeasuredSession" not in {cls.__name__ for cls in type(session).__mro__}
     session.close()
@@ -209,6 +212,7 @@ def test_metrics_false_serves_no_endpoint_and_installs_no_hooks(tmp_path):
 
 
 @pytest.mark.parametrize("counted_by", ["the pool at scrape time", "pool events (several workers)"])
+@pytest.mark.postgres
 def test_pool_gauge_stays_exact_when_the_database_goes_away(tmp_path, monkeypatch, counted_by):
     # A checkout whose pre-ping and reconnect fail fires the pool's "checkin" without "checkout".
     monkeypatch.setattr(db_metrics, "counts_by_events", lambda: counted_by.startswith("pool events"))

@@ -7,8 +7,8 @@ from typing import Set
 import pytest
 import requests
 
-from .conftest import database_url_for, reset_database
-from .live_server import LiveServer, wait_until
+from ..conftest import database_url_for, reset_database
+from ..support.live_server import LiveServer, wait_until
 from .test_metrics import Samples, parse, value
 
 MAX_REQUESTS = 400  # spread over both workers long before this in practice
@@ -50,6 +50,7 @@ def scrape_on_a_new_connection(base_url: str) -> Samples:
     return parse(reply.text)
 
 
+@pytest.mark.live
 def test_two_workers_report_exact_sums_over_both_and_serve_removes_its_directory(served_database, tmp_path):
     scratch = tmp_path / "tmp"  # serve makes its multiprocess directory under TMPDIR
     scratch.mkdir()
@@ -94,6 +95,7 @@ def test_two_workers_report_exact_sums_over_both_and_serve_removes_its_directory
     assert list(scratch.iterdir()) == []  # serve removed its directory
 
 
+@pytest.mark.live
 def test_one_worker_needs_no_multiprocess_directory(tmp_path):
     scratch = tmp_path / "tmp"
     scratch.mkdir()
@@ -108,7 +110,7 @@ def test_one_worker_needs_no_multiprocess_directory(tmp_path):
 
 def test_a_killed_workers_gauges_leave_the_sum(tmp_path):
     """A worker killed with SIGKILL cannot remove its gauge files; the next scrape drops them."""
-    from legacy_app.metrics import forget_dead_workers
+    from legacy_app.observability.metrics import forget_dead_workers
 
     directory = tmp_path / "multiproc"
     directory.mkdir()

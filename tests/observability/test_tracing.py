@@ -9,8 +9,8 @@ from fastapi.testclient import TestClient
 from legacy_app.config import Settings
 from legacy_app.main import create_app
 
-from .conftest import FAST_HASHING, post_json
-from .live_server import REPO_ROOT
+from ..conftest import FAST_HASHING, post_json
+from ..support.live_server import REPO_ROOT
 
 trace = pytest.importorskip("opentelemetry.sdk.trace", reason="the otel extra is not installed")
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor  # noqa: E402
@@ -89,12 +89,14 @@ LOADED_BY_THE_SERVICE = (
 )
 
 
+@pytest.mark.server
 def test_nothing_of_opentelemetry_is_imported_without_the_endpoint():
     result = run_python(LOADED_BY_THE_SERVICE)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
 
 
+@pytest.mark.server
 def test_the_endpoint_turns_tracing_on():
     # Nothing is sent: no request is made, so no span is exported to the closed port.
     result = run_python(LOADED_BY_THE_SERVICE, OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:9")
@@ -102,6 +104,7 @@ def test_the_endpoint_turns_tracing_on():
     assert {"instrumentation", "sdk", "exporter"} <= set(eval(result.stdout))
 
 
+@pytest.mark.server
 def test_the_endpoint_without_the_otel_extra_is_a_one_line_error():
     code = "import sys; sys.modules['opentelemetry.instrumentation.fastapi'] = None; import legacy_app.main"
     result = run_python(code, OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:9")
@@ -143,10 +146,11 @@ class OtlpCollector:
         self.server.server_close()
 
 
+@pytest.mark.live
 def test_serve_exports_request_and_sql_spans_to_the_otlp_endpoint(tmp_path):
     import requests
 
-    from .live_server import LiveServer
+    from ..support.live_server import LiveServer
 
     collector = OtlpCollector()
     env = {"DATABASE_URL": f"sqlite:///{tmp_path / 'traced.db'}", "OTEL_EXPORTER_OTLP_ENDPOINT": collector.url}

@@ -4,7 +4,9 @@ Input rules that never reach the database run once, in test_validation.py.
 """
 from sqlalchemy import event
 
-from .conftest import count_rows, post_raw
+from ..conftest import EVERY_DATABASE, EVERY_STRATEGY, count_rows, post_raw
+
+pytestmark = [EVERY_DATABASE, EVERY_STRATEGY]
 
 PASSWORD = "chimichangas4life"
 

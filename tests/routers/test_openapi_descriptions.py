@@ -14,14 +14,14 @@ from legacy_app import compat
 from legacy_app.config import Settings
 from legacy_app.main import create_app
 
-from .live_server import REPO_ROOT
+from ..support.live_server import REPO_ROOT
 
 DUMP_DESCRIPTIONS = f"""
 import json, sys
 sys.path.insert(0, {str(REPO_ROOT)!r})
 from legacy_app.config import Settings
 from legacy_app.main import create_app
-from tests.test_openapi_descriptions import descriptions
+from tests.routers.test_openapi_descriptions import descriptions
 print(json.dumps(descriptions(create_app(Settings(database_url="sqlite://")).openapi())))
 """
 
@@ -61,6 +61,7 @@ def test_operations_are_described_by_their_docstrings():
     assert found["/paths/~1users~1/post"].startswith("Register a user")
 
 
+@pytest.mark.server
 def test_both_stacks_publish_the_same_descriptions():
     other = ".venvs/current" if not compat.PYDANTIC_V2 else ".venvs/legacy"
     python = REPO_ROOT / other / "bin" / "python"

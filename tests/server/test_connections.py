@@ -12,12 +12,12 @@ import time
 import pytest
 import requests
 
-from legacy_app.connections import AcceptErrorLog
-from legacy_app.request_log import logging_config
+from legacy_app.server.connections import AcceptErrorLog
+from legacy_app.observability.logs import logging_config
 from tools.drills.connections import slow_headers
 from tools.drills.nginx_proxy import NginxProxy, nginx_binary
 
-from .live_server import LiveServer, wait_until
+from ..support.live_server import LiveServer, wait_until
 
 
 def serve_under(file_limit: str, env: dict, log_path, app_args=None) -> LiveServer:
@@ -26,6 +26,7 @@ def serve_under(file_limit: str, env: dict, log_path, app_args=None) -> LiveServ
     return LiveServer(env, log_path, app=command)
 
 
+@pytest.mark.live
 def test_serve_raises_the_soft_file_limit_to_the_hard_one_and_derives_the_connection_bound(tmp_path):
     import resource
 
@@ -37,18 +38,29 @@ def test_serve_raises_the_soft_file_limit_to_the_hard_one_and_derives_the_connec
     assert int(line.group(2)) == hard - 5 - 10 - 64  # less the pool (5 + 10) and the reserve
 
 
+def still_open(sock: socket.socket) -> bool:
+    """Whether the server has not closed this connection (nor sent anything on it) yet; never blocks."""
+    try:
+        return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) != b""
+    except BlockingIOError:
+        return True
+    except ConnectionResetError:
+        return False
+
+
+@pytest.mark.live
 def test_beyond_max_connections_a_request_gets_503_at_once(tmp_path):
     env = {"DATABASE_URL": f"sqlite:///{tmp_path / 'c.db'}", "MAX_CONNECTIONS": "4"}
     with LiveServer(env, tmp_path / "s.log", app="cli") as server:
         held = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(4)]
         try:
-            began = time.perf_counter()
             crowded = requests.get(f"{server.url}/health", timeout=5)
-            waited = time.perf_counter() - began
+            # Answered while all four connections still hold their places: it did not wait for one to free.
+            assert [still_open(sock) for sock in held] == [True] * 4
         finally:
             for sock in held:
                 sock.close()
-        assert crowded.status_code == 503 and waited < 1.0
+        assert crowded.status_code == 503
         assert wait_until(lambda: requests.get(f"{server.url}/health", timeout=5).status_code == 200)
 
 
@@ -65,16 +77,16 @@ def health_on(sock: socket.socket) -> bytes:
     return answer
 
 
+@pytest.mark.live
 def test_header_timeout_closes_silent_and_slow_connections_but_not_a_kept_alive_one(tmp_path):
     env = {"DATABASE_URL": f"sqlite:///{tmp_path / 'c.db'}", "HEADER_TIMEOUT": "1"}
     with LiveServer(env, tmp_path / "s.log", app="cli") as server:
         silent = socket.create_connection(("127.0.0.1", server.port))
         kept = socket.create_connection(("127.0.0.1", server.port))
         assert health_on(kept).startswith(b"HTTP/1.1 200")
-        silent.settimeout(5)
-        began = time.perf_counter()
-        assert silent.recv(1) == b""  # closed by the server
-        assert 0.8 < time.perf_counter() - began < 3
+        assert still_open(silent)  # the server took it (it answered the later one) and did not close it at once
+        silent.settimeout(30)
+        assert silent.recv(1) == b""  # then closed by the server, with nothing sent: the head never came
         time.sleep(1.5)  # idle between requests is the keep-alive timeout's (5 s), not this one's
         assert health_on(kept).startswith(b"HTTP/1.1 200")
         kept.sendall(b"GET /health HTTP/1.1\r\n")  # the next request's head, never finished
@@ -109,6 +121,7 @@ def test_accept_errors_are_counted_and_logged_once_per_interval(caplog):
     assert [ctx["message"] for ctx in other] == ["something else"]  # passed on untouched
 
 
+@pytest.mark.live
 def test_a_server_out_of_file_descriptors_logs_no_traceback_per_accept(tmp_path):
     """uvicorn on the asyncio loop (which reports every failed accept) under `ulimit -n 64`."""
     config = tmp_path / "log.json"
@@ -133,17 +146,23 @@ def test_a_server_out_of_file_descriptors_logs_no_traceback_per_accept(tmp_path)
 
 
 @pytest.mark.skipif(nginx_binary() is None, reason="nginx is not installed (Debian: apt-get install nginx)")
+@pytest.mark.live
 def test_slow_clients_are_closed_by_the_shipped_nginx_configuration(tmp_path):
     """The slow-header drill through deploy/nginx.conf, its header timeout shortened to 2 s."""
     result = slow_headers(f"sqlite:///{tmp_path / 'n.db'}", tmp_path, through_nginx=True, cap=15,
                           nginx_replace={"client_header_timeout": "2s"})
-    assert result.passed, result.line()
-    for label in ("silent", "dribbling"):
-        seconds = float(re.match(r"closed after ([\d.]+) s", result.figures[label]).group(1))
-        assert 1.5 < seconds < 5, result.line()
+    assert result.passed, result.line()  # both closed, and the service answers after
+    # nginx's header timeout closed each, as its log says: the silent one while nginx waited for a
+    # request, the dribbling one while it read the request line; the latter within its first bytes
+    # (one every 2 s), so by the 2 s put in, not the shipped 10 s (which lets it send six).
+    error_log = (tmp_path / "nginx" / "error.log").read_text()
+    timed_out = re.findall(r"client timed out \(\d+: [^)]*\) while ([a-z ]+)", error_log)
+    assert sorted(timed_out) == ["reading client request line", "waiting for request"], error_log
+    assert result.figures["dribbled_bytes"] <= 3, result.line()
 
 
 @pytest.mark.skipif(nginx_binary() is None, reason="nginx is not installed (Debian: apt-get install nginx)")
+@pytest.mark.live
 def test_nginx_limits_the_connections_of_one_client_and_refuses_ambiguous_framing(tmp_path):
     env = {"DATABASE_URL": f"sqlite:///{tmp_path / 'n.db'}"}
     with LiveServer(env, tmp_path / "s.log", app="cli") as server, \

@@ -17,14 +17,15 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
-from legacy_app.capacity import ConnectionBudget, over_budget_warning, peak_connections, read_budget
+from legacy_app.db.capacity import ConnectionBudget, over_budget_warning, peak_connections, read_budget
 from legacy_app.config import Settings
 from legacy_app.database import create_engine_from
-from legacy_app.server_process import PACKAGE_PARENT, http_session
+from legacy_app.server.process import PACKAGE_PARENT
+from legacy_app.server.client import http_session
 
-from .conftest import FAST_HASHING, count_rows, database_url_for, reset_database
-from .live_server import LiveServer, wait_until
-from .pgbouncer import PGBOUNCER, PgBouncer
+from ..conftest import FAST_HASHING, count_rows, database_url_for, reset_database
+from ..support.live_server import LiveServer, wait_until
+from ..support.pgbouncer import PGBOUNCER, PgBouncer
 
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL")
 needs_postgres = pytest.mark.skipif(not POSTGRES_URL, reason="postgresql: set TEST_POSTGRES_URL to a database the tests may empty")
@@ -78,6 +79,7 @@ def test_sqlite_has_no_connection_budget(tmp_path):
 
 
 @pytest.mark.parametrize("kind", ["postgresql", "mariadb"])
+@pytest.mark.live
 def test_serve_warns_at_start_when_pools_could_exceed_max_connections(kind, tmp_path):
     url = database_url_for(kind, tmp_path)
     with LiveServer({"DATABASE_URL": url, "DB_POOL_SIZE": "1000"}, tmp_path / "serve.log", app="cli", workers=2) as server:
@@ -89,6 +91,7 @@ def test_serve_warns_at_start_when_pools_could_exceed_max_connections(kind, tmp_
 
 
 @pytest.mark.parametrize("kind", ["postgresql", "mariadb"])
+@pytest.mark.live
 def test_serve_does_not_warn_when_default_pools_fit(kind, tmp_path):
     url = database_url_for(kind, tmp_path)
     with LiveServer({"DATABASE_URL": url}, tmp_path / "serve.log", app="cli", workers=2) as server:
@@ -96,16 +99,18 @@ def test_serve_does_not_warn_when_default_pools_fit(kind, tmp_path):
     assert "warning" not in server.log()
 
 
+@pytest.mark.server
 def test_several_workers_refuse_an_in_memory_sqlite_database():
     completed = subprocess.run(
         [sys.executable, "-m", "legacy_app", "serve", "--workers", "2"],
         env={**os.environ, "DATABASE_URL": "sqlite://", "PYTHONPATH": str(PACKAGE_PARENT)},
         capture_output=True, text=True, timeout=60,
     )
-    assert completed.returncode == 1  # a configuration error, like every other one (README: Command line)
+    assert completed.returncode == 1  # a configuration error, like every other one (docs/command-line.md)
     assert "in-memory SQLite database cannot be shared by several workers" in completed.stderr
 
 
+@pytest.mark.live
 def test_serve_with_two_workers_migrates_once_in_the_parent_and_not_in_the_workers(tmp_path):
     """Every migration on start logs "schema upgraded on start" (the app's start-up at info, which
     serve's workers log): one line from serve itself, none from its two workers."""
@@ -176,6 +181,7 @@ print(parent_id, child_id, parent_again)
 
 
 @pytest.mark.parametrize("kind", ["postgresql", "mariadb"])
+@pytest.mark.server
 def test_forked_child_opens_its_own_connection_and_leaves_the_parents_intact(kind, tmp_path):
     url = database_url_for(kind, tmp_path)
     completed = subprocess.run(
@@ -272,6 +278,8 @@ def run_two_workers_under_load(
 
 
 @needs_postgres
+@pytest.mark.live
+@pytest.mark.postgres
 def test_two_workers_on_postgresql_serve_concurrent_reads_and_writes_with_no_error_or_leftover(tmp_path):
     reset_database(POSTGRES_URL)
     application_name = f"legacy_app_test_{uuid.uuid4().hex[:8]}"
@@ -311,6 +319,8 @@ def pgbouncer():
 
 
 @pytest.mark.parametrize("prepared_statements", [True, False])
+@pytest.mark.server
+@pytest.mark.postgres
 def test_psycopg_prepared_statements_fail_behind_transaction_pooling_unless_turned_off(pgbouncer, prepared_statements):
     engine = create_engine_from(Settings(
         database_url=pgbouncer.url(), prepared_statements=prepared_statements, **NO_STARTUP_OPTIONS))
@@ -332,6 +342,8 @@ def test_psycopg_prepared_statements_fail_behind_transaction_pooling_unless_turn
     assert (failures > 0) == prepares, f"{failures} failures, driver {engine.dialect.driver}"
 
 
+@pytest.mark.live
+@pytest.mark.postgres
 def test_two_workers_behind_pgbouncer_serve_load_with_no_error(pgbouncer, tmp_path):
     reset_database(POSTGRES_URL)
     run_two_workers_under_load(
@@ -340,6 +352,8 @@ def test_two_workers_behind_pgbouncer_serve_load_with_no_error(pgbouncer, tmp_pa
     assert count_rows(POSTGRES_URL, "users") == count_rows(POSTGRES_URL, "items") == CLIENTS * ROUNDS
 
 
+@pytest.mark.server
+@pytest.mark.postgres
 def test_pgbouncer_refuses_the_idle_in_transaction_startup_option_with_a_message_naming_it(pgbouncer):
     engine = create_engine_from(Settings(database_url=pgbouncer.url()))  # the default: 60 s
     try:

@@ -1,5 +1,5 @@
 """What an app answers, and what the doctor finds in it: each served from its own interpreter, for
-comparing an app before and after a change (tests/test_fix.py)."""
+comparing an app before and after a change (tests/fix/test_fix.py)."""
 import http.client
 import json
 import os
@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from legacy_app.server_process import PACKAGE_PARENT, ServerProcess
+from legacy_app.server.process import PACKAGE_PARENT, ServerProcess
 
 Request = Tuple[str, str]  # (method, path), no body
 Answer = Tuple[Optional[int], bytes]

@@ -4,7 +4,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, TypeVar, Union
 
 from legacy_app.config import FLOOR_HASHING_ENV
-from legacy_app.server_process import PACKAGE_PARENT, ServerProcess
+from legacy_app.server.process import PACKAGE_PARENT, ServerProcess
 
 REPO_ROOT = PACKAGE_PARENT
 SERVICE_APP = "legacy_app.main:app"

@@ -8,7 +8,7 @@ from typing import Optional
 
 from sqlalchemy.engine import make_url
 
-from legacy_app.server_process import free_port
+from legacy_app.server.process import free_port
 
 from .live_server import wait_until
 

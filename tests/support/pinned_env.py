@@ -14,7 +14,7 @@ from typing import Dict, List, Optional
 
 from packaging.utils import canonicalize_name
 
-from ..live_server import REPO_ROOT
+from .live_server import REPO_ROOT
 
 STACKS_DIR = REPO_ROOT / "constraints" / "stacks"
 VENVS_DIR = REPO_ROOT / ".venvs"

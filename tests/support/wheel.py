@@ -11,7 +11,7 @@ from typing import Dict
 
 import pytest
 
-from ..live_server import REPO_ROOT
+from .live_server import REPO_ROOT
 
 # Built from a copy: the build writes build/ and *.egg-info into its source, and a stale build/lib left
 # in the work tree would otherwise end up in the wheel.
