@@ -17,7 +17,7 @@ from starlette.middleware import Middleware
 from . import compat, database
 from .accounts.hashing_lane import make_hashing_lane
 from .accounts.passwords import make_password_hasher
-from .config import YIELD_DEPENDENCY, ConfigError, Settings
+from .config import YIELD_DEPENDENCY, ConfigError, Settings, environment_settings
 from .database import create_engine_from, for_maintenance
 from .db import migrate
 from .http.edges import RequestEdges
@@ -51,7 +51,7 @@ def create_app(
     one that records or fails), where app.dependency_overrides[get_db] only changes what routes get.
     Traces are on when settings.otlp_endpoint is set, or a tracer_provider (OpenTelemetry's) is given.
     """
-    settings = settings or Settings.from_env()
+    settings = settings or environment_settings()
     engine = engine or create_engine_from(settings)
     if session_factory is None:
         session_factory = make_session_factory(engine, settings.session_strategy)
