@@ -36,7 +36,7 @@ class CommandFailed(Exception):
 def setting(env: str, default: Any, meaning: str, shown: str = "") -> Any:
     """A Settings field: its environment variable, default and meaning, written here only.
 
-    ENV_NAMES and the table in docs/configuration.md come from these (`python -m tests.support.settings_table`
+    Settings.from_env and the table in docs/configuration.md read these (`python -m tests.support.settings_table`
     rewrites the table; tests/test_config.py checks it).
     `shown` replaces the default in that table where the default is worked out at start.
     """
@@ -186,9 +186,6 @@ class Settings:
 
     def with_overrides(self, **changes: object) -> "Settings":
         return replace(self, **changes)
-
-
-ENV_NAMES = {item.name: item.metadata["env"] for item in fields(Settings)}
 
 
 @functools.lru_cache(maxsize=None)

@@ -154,7 +154,7 @@ def _configure_sqlite(engine: Engine) -> None:
     def _on_begin(connection: Connection) -> None:
         immediate = connection.get_execution_options().get(_WRITE_INTENT, False)
         # Straight to the driver: this runs for every transaction, and SQLAlchemy's statement
-        # machinery (exec_driver_sql) cost a tenth of a whole read here.
+        # machinery (exec_driver_sql) costs a measurable share of a read (docs/performance.md).
         connection.connection.dbapi_connection.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 

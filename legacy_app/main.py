@@ -82,6 +82,7 @@ def create_app(
             mark_this_worker_dead()  # under several workers: its gauges stop counting in the sum
 
     # The whole middleware stack, outermost first: a request passes down this list, its response back up.
+    # (With traces on, OpenTelemetry's middleware wraps it all: observability/tracing.py.)
     middleware = [
         # Outermost, so the log line of every response below carries the request's id, honoured or made.
         Middleware(CorrelationIdMiddleware, header_name=REQUEST_ID_HEADER, validator=is_acceptable_request_id),

@@ -11,6 +11,7 @@ The rest is the service's: every Session class it makes, and its three strategie
 over one crud + router layer that only ever asks for `get_db`.
 """
 import asyncio
+import functools
 from time import perf_counter
 from typing import Any, Awaitable, Callable, Dict, Iterator, List, Optional
 
@@ -286,15 +287,17 @@ def make_session_factory(engine: Engine, strategy: str = ASGI_MIDDLEWARE) -> Ses
     return sessionmaker(**options)
 
 
-async def http_middleware_dispatch(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+async def http_middleware_dispatch(
+    request: Request, call_next: Callable[[Request], Awaitable[Response]], session_factory: SessionFactory
+) -> Response:
     """http-middleware: the `@app.middleware("http")` form of older apps, hardened; kept for comparison.
 
-    create_app declares it as what that decorator adds, BaseHTTPMiddleware(dispatch=this). call_next()
+    create_app declares it as what that decorator adds, BaseHTTPMiddleware(dispatch=this, with its factory). call_next()
     returns as soon as the response starts, so this closes the session before the body is streamed and
     before background tasks run; make_session_factory() gives this strategy sessions that then refuse
     late use. Not part of the public API: it cuts streams short by design.
     """
-    db = request.app.state.session_factory()
+    db = session_factory()
     request.state.db = db
     try:
         return await call_next(request)
@@ -323,7 +326,7 @@ def strategy_middleware(strategy: str, session_factory: SessionFactory) -> List[
     if strategy == ASGI_MIDDLEWARE:
         return [Middleware(DBSessionMiddleware, session_factory=session_factory)]
     if strategy == HTTP_MIDDLEWARE:
-        return [Middleware(BaseHTTPMiddleware, dispatch=http_middleware_dispatch)]
+        return [Middleware(BaseHTTPMiddleware, dispatch=functools.partial(http_middleware_dispatch, session_factory=session_factory))]
     if strategy == YIELD_DEPENDENCY:
         return []
     raise ValueError(f"unknown session strategy {strategy!r}")

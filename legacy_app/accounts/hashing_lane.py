@@ -2,8 +2,8 @@
 registrations can neither exhaust memory nor make reads wait.
 
 Each argon2id hash holds ARGON2_MEMORY_KIB while it runs. On the shared thread pool (40 threads),
-200 concurrent registrations at the defaults took one worker from 93 MiB to 2.3 GiB, and reads on
-PostgreSQL waited behind them for up to 60 s (docs/failure-behaviour.md). Here at most
+a burst of registrations grew one worker by gigabytes, and reads waited behind them (measured in
+docs/failure-behaviour.md). Here at most
 `lane_size(settings)` hashes run at once, so hashing holds at most lane_size × ARGON2_MEMORY_KIB
 per worker; a registration waits for a lane at most DB_POOL_TIMEOUT (then LaneBusy, answered 503),
 and never holds a thread of the shared pool.

@@ -95,7 +95,7 @@ async def method_not_allowed(request: Request, exc: Exception) -> JSONResponse:
         if match != Match.NONE and getattr(route, "methods", None):
             allowed |= set(route.methods)
     if "GET" in allowed:
-        allowed.add("HEAD")  # answered as GET (http_edges)
+        allowed.add("HEAD")  # answered as GET (edges.py)
     return JSONResponse(
         status_code=405, content={"detail": "Method Not Allowed"}, headers={"Allow": ", ".join(sorted(allowed))}
     )

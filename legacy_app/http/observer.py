@@ -81,17 +81,19 @@ class RequestObserver:
             if scrape:
                 await self._answer_scrape(send_noting_status)
             else:
-                await self.app(scope, receive_noting_disconnect if logging_on else receive, send_noting_status)
+                await self.app(scope, receive_noting_disconnect, send_noting_status)
         except BaseException:
             status = status or 500  # Starlette's outermost error handler answers 500
             raise
         finally:
             seconds = perf_counter() - started
+            if client_left:
+                status = None  # the app's answer to what it could not read: nobody received it
             if self.metrics is not None:
                 route = METRICS_PATH if scrape else self._route_template(scope, request_line)
                 self._count(request_line[0], route, status, seconds)
             if logging_on:
-                _log(scope, None if client_left else status, seconds, client_left)
+                _log(scope, status, seconds, client_left)
 
     async def _answer_scrape(self, send: Send) -> None:
         assert self.metrics is not None

@@ -20,7 +20,7 @@ from prometheus_client.utils import floatToGoString
 
 MULTIPROC_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 
-# Seconds. A read here takes about half a millisecond; the pool timeout defaults to 10 s and
+# Seconds. A read takes well under a millisecond; the pool timeout defaults to 10 s and
 # PostgreSQL's idle-in-transaction backstop to 60 s, so each has a bucket at its limit.
 REQUEST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 WAIT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)

@@ -1,6 +1,6 @@
 """Users and their items: the tutorial's routes.
 
-Handlers are `async def` and place the crud call themselves (db_calls): at most one thread hop,
+Handlers are `async def` and place the crud call themselves (db/calls.py): at most one thread hop,
 none for a SQLite read, where a plain `def` handler with a response_model costs two, as FastAPI
 validates its result in the thread pool too (db/calls.py; figures in docs/performance.md).
 """

@@ -8,10 +8,9 @@ and the `loop`, `transport` and `cycle` attributes both uvicorn 0.19 and 0.54 ha
 passes it to uvicorn as `http=`.
 """
 import asyncio
-import os
 from typing import Any, Optional
 
-from ..config import Settings
+from ..config import environment_settings
 
 try:
     import httptools  # noqa: F401  (uvicorn's "auto" picks httptools when it imports)
@@ -26,7 +25,7 @@ def header_timeout() -> float:
     """HEADER_TIMEOUT, read once per process (a worker inherits serve's environment)."""
     global _timeout
     if _timeout is None:
-        _timeout = Settings.from_env(os.environ).header_timeout
+        _timeout = environment_settings().header_timeout
     return _timeout
 
 
