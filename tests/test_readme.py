@@ -107,6 +107,7 @@ def test_the_readme_seeding_command_fills_the_running_server_and_run_again_creat
     assert len(requests.get(f"{server.url}/users/?limit=100", timeout=10).json()) == 3
 
 
+@pytest.mark.slow  # the doctor serves the app and sends each request twice
 def test_the_readme_doctor_command_finds_the_old_tutorial_middlewares_hazard_and_exits_as_stated(tmp_path):
     text = section("For your own app")
     blocks = [block for block in fenced(text, "bash") if block.startswith("legacy-app doctor ")]

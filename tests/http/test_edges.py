@@ -138,8 +138,9 @@ def test_head_answers_wherever_get_does_with_the_same_status_and_headers_and_no_
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
 @pytest.mark.live
-def test_a_client_that_leaves_mid_body_is_logged_as_disconnected_not_as_a_400(servers, tmp_path_factory, strategy):
+def test_a_client_that_leaves_mid_body_is_logged_and_counted_as_disconnected_not_as_a_400(servers, tmp_path_factory, strategy):
     server = live(servers, tmp_path_factory, strategy)
+    before = posts_counted(server.url)
     with socket.create_connection(("127.0.0.1", server.port)) as sock:
         sock.sendall(b"POST /users/ HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                      b"X-Request-ID: left-mid-body-" + strategy.encode() + b"\r\nContent-Length: 100\r\n\r\n{\"email\":")
@@ -149,6 +150,19 @@ def test_a_client_that_leaves_mid_body_is_logged_as_disconnected_not_as_a_400(se
     )
     assert "status=- " in line and line.endswith("client_disconnected=true"), line
     assert "Traceback" not in server.log()
+    after = posts_counted(server.url)
+    assert after.get("none", 0) == before.get("none", 0) + 1, (before, after)  # as docs/observability.md says
+    assert after.get("400", 0) == before.get("400", 0), (before, after)
+
+
+def posts_counted(url: str) -> dict:
+    """http_requests_total for POST /users/, by status."""
+    counts = {}
+    for sample in requests.get(f"{url}/metrics").text.splitlines():
+        found = re.match(r'http_requests_total\{method="POST",route="/users/",status="(\w+)"\} ([\d.]+)', sample)
+        if found:
+            counts[found.group(1)] = float(found.group(2))
+    return counts
 
 
 UNSAFE_PATH = "/users/\u2028\u2029\r\n\x1b[31m\x85"

@@ -1,14 +1,12 @@
 """Seeding: over HTTP into a running server (seed.sh) and in bulk into the database, both idempotent,
 both showing progress."""
 import argparse
-import io
 import re
 import signal
 import socket
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
@@ -222,87 +220,6 @@ def test_seed_help_shows_every_default(monkeypatch):
     shown = help_of_each_option(seed_over_http("--help", env={"PORT": "8123"}).stdout)
     assert shown["--url"].endswith("(default: http://127.0.0.1:8123)")
     assert shown["--items-per-user"].endswith("(default: 0)") and shown["--concurrency"].endswith("(default: 4)")
-
-
-# --- progress ------------------------------------------------------------------------------------
-
-
-class Terminal(io.StringIO):
-    def isatty(self) -> bool:
-        return True
-
-
-def test_progress_off_a_terminal_is_a_plain_line_every_interval_and_one_at_the_end():
-    out = io.StringIO()
-    with Progress(10, file=out, interval=0.05) as progress:
-        for _ in range(10):
-            progress.update()
-            time.sleep(0.02)
-    lines = out.getvalue().splitlines()
-    assert "\r" not in out.getvalue() and len(lines) >= 3  # ~0.2 s at one line per 0.05 s, and the last
-    assert all(re.fullmatch(r"seeding: \d+/10 users \(\d+ %\), [\d.]+ users/s, 00:00 elapsed(, 00:00 left)?", line)
-               for line in lines), lines
-    assert lines[-1].startswith("seeding: 10/10 users (100 %), ")
-
-
-def test_progress_keeps_reporting_while_one_step_holds_the_caller():
-    out = io.StringIO()
-    with Progress(1, file=out, interval=0.05):
-        time.sleep(0.3)  # e.g. one batch insert: no update() meanwhile
-    assert out.getvalue().count("seeding: 0/1 users") >= 3
-
-
-def test_progress_on_a_terminal_is_tqdms_bar():
-    out = Terminal()
-    with Progress(4, file=out) as progress:
-        progress.update(4)
-    assert "\r" in out.getvalue() and "4/4" in out.getvalue() and "|" in out.getvalue()
-
-
-class Clock:
-    """A monotonic clock that moves only when told."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def test_time_left_after_skipped_users_is_at_the_rate_of_the_users_written():
-    clock = Clock()
-    with Progress(1500, file=io.StringIO(), interval=3600, clock=clock) as progress:
-        clock.now = 1.0
-        progress.update(1200, unchanged=1200)  # a rerun: 1200 users there already, 1200 a second
-        clock.now = 4.0
-        progress.update(30)  # then 30 new users in 3 s: 10 a second, for the 270 left
-        assert progress.time_left() == (27.0, False)
-        assert progress.line() == (
-            "seeding: 1230/1500 users (82 %), 1200 already there, 307.5 users/s, 00:04 elapsed, 00:27 left"
-        )
-        clock.now = 5.0
-        progress.update(100, unchanged=100)  # more that were there: the rate of the writing ones stands
-        assert progress.time_left() == (17.0, False)
-
-
-def test_time_left_before_anything_was_written_is_only_a_floor():
-    clock = Clock()
-    with Progress(1000, file=io.StringIO(), interval=3600, clock=clock) as progress:
-        assert progress.time_left() is None
-        clock.now = 2.0
-        progress.update(500, unchanged=500)
-        assert progress.time_left() == (2.0, True)
-        assert progress.line().endswith(", 00:02 elapsed, at least 00:02 left")
-
-
-def test_the_bar_on_a_terminal_shows_the_time_left_at_the_rate_of_the_users_written():
-    clock, out = Clock(), Terminal()
-    with Progress(1500, file=out, clock=clock) as progress:
-        clock.now = 1.0
-        progress.update(1200, unchanged=1200)
-        clock.now = 4.0
-        progress.update(30)
-    assert "00:27 left" in out.getvalue().rsplit("\r", 1)[-1]
 
 
 def test_bulk_seed_tells_its_progress_which_users_wrote_nothing(tmp_path, monkeypatch):
