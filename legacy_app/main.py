@@ -25,9 +25,8 @@ from .http.errors import COMMON_RESPONSES, install_error_handlers
 from .http.json_only import RequireJsonContentType
 from .http.observer import RequestObserver
 from .http.protection import BodyLimitAndSecurityHeaders
-from .observability import db_metrics
 from .observability.logs import REQUEST_ID_HEADER, is_acceptable_request_id
-from .observability.metrics import Metrics, mark_this_worker_dead
+from .observability.metrics import Metrics, mark_this_worker_dead, measure_pool, measure_sessions
 from .routers import health, items, users
 from .server.connections import log_accept_errors_once_per_interval
 from .sessions import SessionFactory, get_db, make_session_factory, strategy_middleware, use_yield_dependency
@@ -57,8 +56,8 @@ def create_app(
         session_factory = make_session_factory(engine, settings.session_strategy)
     metrics = Metrics() if settings.metrics else None
     if metrics is not None:
-        db_metrics.measure_pool(engine, metrics)
-        session_factory = db_metrics.measure_sessions(session_factory, metrics)
+        measure_pool(engine, metrics)
+        session_factory = measure_sessions(session_factory, metrics)
 
     def startup() -> None:
         log_accept_errors_once_per_interval()  # not a traceback per failed accept() (docs/deployment.md: Connections)

@@ -237,7 +237,7 @@ def measured_session_class(
     used_after_close: Optional[Callable[[], None]] = None,
 ) -> type:
     """A subclass of `base` that calls opened() when made, closed(seconds) at its first close, and
-    used_after_close() when a session closed for good is asked for a bind (observability/db_metrics)."""
+    used_after_close() when a session closed for good is asked for a bind (observability/metrics.py)."""
 
     class MeasuredSession(base):  # type: ignore[valid-type, misc]
         # perf_counter() at creation; None once closed. A session counts from creation to its

@@ -11,7 +11,7 @@ from starlette.routing import Match
 
 from .. import compat
 from ..compat import public_errors
-from ..observability.logs import path_as_sent
+from .observer import path_as_sent
 
 logger = logging.getLogger("legacy_app")
 

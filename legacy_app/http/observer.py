@@ -8,8 +8,10 @@ Labels carry nothing a client chose: the route is the matched route's path templ
 outside HTTP's standard ones is OTHER_METHOD.
 """
 import logging
+import re
 from time import perf_counter
 from typing import Any, Dict, Optional, Tuple
+from urllib.parse import quote
 
 from asgi_correlation_id import correlation_id
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -19,7 +21,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import compat
 from ..observability.json_log import REQUEST_FIELDS
-from ..observability.logs import path_as_sent
 from ..observability.metrics import Metrics
 from .protection import HEADERS
 
@@ -160,3 +161,21 @@ def _template(route: Any) -> str:
     if isinstance(getattr(route, "original_route", route), Mount):  # a mount serves everything under its path (the docs' assets)
         return f"{path}/{{path}}"
     return path
+
+
+def path_as_sent(scope: Any) -> str:
+    """The percent-encoded path, fit for one log line: a decoded one could hold a newline (%0A)."""
+    raw = scope.get("raw_path")
+    if raw:
+        return printable(raw.split(b"?", 1)[0].decode("ascii", "backslashreplace"))
+    return quote(scope["path"], safe="/:@!$&'()*+,;=~")
+
+
+# C0 and C1 controls (\r, \n, \x1b...), DEL, and the separators that end a line for Python's
+# splitlines() and for JavaScript: U+0085, U+2028, U+2029.
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def printable(text: str) -> str:
+    """`text` with every control or line-separating character written as a Python escape."""
+    return _UNPRINTABLE.sub(lambda match: match.group().encode("unicode_escape").decode("ascii"), text)

@@ -19,7 +19,7 @@ from legacy_app.config import STRATEGIES, Settings
 from legacy_app.http.errors import pool_timeout
 from legacy_app.observability.json_log import JsonFormatter
 from legacy_app.main import create_app
-from legacy_app.observability.logs import path_as_sent
+from legacy_app.http.observer import path_as_sent
 
 from ..conftest import DEFAULT_STRATEGY, FAST_HASHING
 from ..support.live_server import LiveServer, wait_until

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from legacy_app import compat
 
-from legacy_app.observability import db_metrics
+from legacy_app.observability import metrics as metrics_module
 from legacy_app.config import HTTP_MIDDLEWARE, YIELD_DEPENDENCY, Settings
 from legacy_app.routers.deps import DbSession
 from legacy_app.http.observer import METHODS, OTHER_METHOD, UNMATCHED
@@ -215,7 +215,7 @@ def test_metrics_false_serves_no_endpoint_and_installs_no_hooks(tmp_path):
 @pytest.mark.postgres
 def test_pool_gauge_stays_exact_when_the_database_goes_away(tmp_path, monkeypatch, counted_by):
     # A checkout whose pre-ping and reconnect fail fires the pool's "checkin" without "checkout".
-    monkeypatch.setattr(db_metrics, "counts_by_events", lambda: counted_by.startswith("pool events"))
+    monkeypatch.setattr(metrics_module, "counts_by_events", lambda: counted_by.startswith("pool events"))
     url = database_url_for("postgresql", tmp_path)
     reset_database(url)
     server = make_url(url)
