@@ -218,10 +218,6 @@ def _not_negative(raw: str) -> int:
     return value
 
 
-def _port(raw: str) -> int:
-    return port_number(raw)
-
-
 class _HelpWithDefaults(argparse.ArgumentDefaultsHelpFormatter):
     """Every option's default in --help; none where there is none to show (flags, None)."""
 
@@ -264,7 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
         "then serve. Exits 1 with one line when any of them is wrong.",
     )
     serve_parser.add_argument("--host", help=f"address to listen on (default: HOST, else {DEFAULT_HOST})")
-    serve_parser.add_argument("--port", type=_port, help=f"port to listen on (default: PORT, else {DEFAULT_PORT})")
+    serve_parser.add_argument("--port", type=port_number, help=f"port to listen on (default: PORT, else {DEFAULT_PORT})")
     serve_parser.add_argument("--workers", type=_positive, default=1, help="worker processes (docs/deployment.md)")
     serve_parser.add_argument("--log-level", choices=LOG_LEVELS, help="(default: LOG_LEVEL, else info)")
     serve_parser.set_defaults(run=serve)
